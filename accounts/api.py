@@ -1,0 +1,82 @@
+"""Registration, JWT tokens, logout and the current user."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from chatsite.api.exceptions import AppError
+from chatsite.api.fields import StrictCharField
+from chatsite.ratelimit import enforce
+
+from .serializers import RegisterInputSerializer, UserOutputSerializer
+from .services import UsernameTaken, user_create
+
+
+class RegisterApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    @extend_schema(request=RegisterInputSerializer, responses={201: UserOutputSerializer})
+    def post(self, request: Request) -> Response:
+        enforce(request, group="register", rate=settings.REGISTER_RATE_LIMIT, per_user=False)
+        serializer = RegisterInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            user = user_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise AppError(" ".join(exc.messages), code="password_invalid") from exc
+        except UsernameTaken as exc:
+            raise AppError("This username is taken.", code="username_taken") from exc
+        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenObtainApi(TokenObtainPairView):
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        enforce(request, group="login", rate=settings.LOGIN_RATE_LIMIT, per_user=False)
+        return super().post(request, *args, **kwargs)
+
+
+class TokenRefreshApi(TokenRefreshView):
+    pass
+
+
+class LogoutInputSerializer(serializers.Serializer):
+    refresh = StrictCharField()
+
+
+class LogoutApi(APIView):
+    """Blacklist a refresh token. The caller may be authenticated or hold only the refresh token."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=LogoutInputSerializer, responses={205: None})
+    def post(self, request: Request) -> Response:
+        serializer = LogoutInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            token = RefreshToken(serializer.validated_data["refresh"])
+            token.blacklist()
+        except TokenError as exc:
+            raise AppError(
+                "Token is invalid or expired.", code="token_not_valid", status_code=401
+            ) from exc
+        return Response(status=status.HTTP_205_RESET_CONTENT)
+
+
+class MeApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=UserOutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(UserOutputSerializer(request.user).data)
+

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from chatsite.api import exceptions
+from chatsite.views import healthz, metrics_view
+
+api_patterns = [
+    path("auth/", include("accounts.api_urls")),
+    path("", include("conversations.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Anything else under /api/ (a malformed id included) is a JSON 404, not Django's HTML page.
+    re_path(r"^.*$", exceptions.api_not_found),
+]
+
+urlpatterns = [
+    path("api/", include(api_patterns)),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("accounts/", include("accounts.urls")),
+    path("", include("conversations.urls")),
+]
+
+handler400 = "chatsite.api.exceptions.bad_request"
+handler403 = "chatsite.api.exceptions.permission_denied"
+handler404 = "chatsite.api.exceptions.api_not_found"
+handler500 = "chatsite.api.exceptions.server_error"

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from chatsite.api.fields import StrictCharField
+
+from ..models import Message
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON ``true``/``false``: ``"yes"`` or ``1`` are refused rather than guessed."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class ConversationInputSerializer(serializers.Serializer):
+    title = StrictCharField(max_length=200, required=False, allow_blank=True)
+    model = StrictCharField(max_length=64, required=False)
+    system_prompt = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+
+    def validate_system_prompt(self, value: str) -> str:
+        if len(value) > settings.MAX_SYSTEM_PROMPT_CHARS:
+            raise serializers.ValidationError(
+                f"Ensure this field has no more than {settings.MAX_SYSTEM_PROMPT_CHARS} characters.",
+                code="max_length",
+            )
+        return value
+
+
+class ConversationOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    model = serializers.CharField()
+    system_prompt = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class MessageInputSerializer(serializers.Serializer):
+    content = StrictCharField(trim_whitespace=False, allow_blank=True)
+    stream = StrictBooleanField(required=False)
+
+    def validate_content(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("The message is empty.", code="blank")
+        if len(value) > settings.MAX_MESSAGE_CHARS:
+            raise serializers.ValidationError(
+                f"The message is longer than {settings.MAX_MESSAGE_CHARS} characters.",
+                code="max_length",
+            )
+        return value
+
+
+class RegenerateInputSerializer(serializers.Serializer):
+    stream = StrictBooleanField(required=False)
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class MessageOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    conversation = serializers.UUIDField(source="conversation_id")
+    seq = serializers.IntegerField()
+    role = serializers.ChoiceField(choices=Message.Role.choices)
+    content = serializers.CharField()
+    status = serializers.ChoiceField(choices=Message.Status.choices)
+    model = serializers.CharField()
+    error_code = serializers.CharField()
+    error_detail = serializers.CharField()
+    sid = serializers.CharField()
+    usage = UsageSerializer(allow_null=True)
+    ttft_ms = serializers.IntegerField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ModelOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    label = serializers.CharField()
+    provider = serializers.CharField()
+    context_window = serializers.IntegerField()
+    max_tokens = serializers.IntegerField()
+    configured = serializers.BooleanField()
+
+
+class MessagePageSerializer(serializers.Serializer):
+    results = MessageOutputSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class ReplyOutputSerializer(serializers.Serializer):
+    user_message = MessageOutputSerializer(allow_null=True)
+    assistant_message = MessageOutputSerializer()

@@ -1,0 +1,25 @@
+from django.urls import path
+
+from . import views
+
+app_name = "conversations-api"
+
+urlpatterns = [
+    path("models/", views.ModelListApi.as_view(), name="models"),
+    path("conversations/", views.ConversationListApi.as_view(), name="conversation-list"),
+    path(
+        "conversations/<uuid:conversation_id>/",
+        views.ConversationDetailApi.as_view(),
+        name="conversation-detail",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/messages/",
+        views.MessageListApi.as_view(),
+        name="message-list",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/regenerate/",
+        views.RegenerateApi.as_view(),
+        name="regenerate",
+    ),
+]

@@ -1,0 +1,96 @@
+"""The interface every model provider implements.
+
+Providers know nothing of Django models, DRF or users' requests: they take plain messages and give
+back text, usage and the upstream request id.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    content: str
+    usage: Usage | None = None
+    sid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One piece of a streamed reply: text, and usage or sid when the provider sends them."""
+
+    content: str = ""
+    usage: Usage | None = None
+    sid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    label: str
+    provider: str
+    context_window: int
+    max_tokens: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ChatStream:
+    """An iterator of ``StreamChunk``s whose ``close()`` may be called from another thread.
+
+    ``close()`` interrupts a read blocked on the network, so a consumer that goes away ends the
+    upstream request at once instead of at the next token or the read timeout.
+    """
+
+    def __init__(self, chunks: Iterator[StreamChunk], abort: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._abort = abort
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> StreamChunk:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._abort()
+
+
+class ChatProvider(abc.ABC):
+    """A model provider: one instance per provider, holding one HTTP session."""
+
+    name: str
+
+    @abc.abstractmethod
+    def complete(
+        self, *, model: str, messages: Sequence[ChatMessage], user: str = ""
+    ) -> Completion:
+        """Ask for a whole reply. Raises an ``LLMError`` subclass on any failure."""
+
+    @abc.abstractmethod
+    def stream(
+        self, *, model: str, messages: Sequence[ChatMessage], user: str = ""
+    ) -> ChatStream:
+        """Open a stream: the reply as it arrives. ``close()`` ends the upstream request.
+
+        Failures before the first chunk raise here; later ones while iterating. Both are
+        ``LLMError`` subclasses, including a stream that ends early.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most providers have nothing to close
+        """Release pooled connections."""

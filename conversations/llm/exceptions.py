@@ -1,0 +1,115 @@
+"""Provider failures as our own typed errors.
+
+Every error carries a stable ``code`` (Spark's numeric code as a string when Spark gave one, otherwise
+one of ours), the HTTP status our API answers with, and a message safe to show to the user. Nothing
+here ever holds the API key.
+"""
+
+from __future__ import annotations
+
+
+class LLMError(Exception):
+    """Base class: something went wrong talking to a model provider."""
+
+    code = "upstream_error"
+    status_code = 502
+    kind = "upstream"
+    default_detail = "The model service failed to answer."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        sid: str = "",
+        upstream_message: str = "",
+    ) -> None:
+        self.detail = detail or self.default_detail
+        if code is not None:
+            self.code = code
+        self.sid = sid
+        self.upstream_message = upstream_message
+        super().__init__(self.detail)
+
+
+class LLMNotConfigured(LLMError):
+    """No API key for the model: the site runs, but cannot chat with it."""
+
+    code = "model_not_configured"
+    status_code = 503
+    kind = "configuration"
+    default_detail = "No model is configured: the administrator has not set an API key."
+
+
+class LLMConfigurationError(LLMError):
+    """The provider refused our credentials, model name or licence."""
+
+    status_code = 503
+    kind = "configuration"
+    default_detail = "The model service is misconfigured (credentials, model or licence)."
+
+
+class LLMQuotaExceeded(LLMError):
+    status_code = 503
+    kind = "quota"
+    default_detail = "The model's usage quota is used up. Try again later."
+
+
+class LLMBusy(LLMError):
+    status_code = 503
+    kind = "busy"
+    default_detail = "The model service is busy. Try again in a moment."
+
+
+class LLMUnavailable(LLMError):
+    code = "upstream_unavailable"
+    status_code = 503
+    kind = "unavailable"
+    default_detail = "The model service is unavailable. Try again later."
+
+
+class LLMTimeout(LLMError):
+    code = "upstream_timeout"
+    status_code = 504
+    kind = "timeout"
+    default_detail = "The model service took too long to answer."
+
+
+class LLMContentRejected(LLMError):
+    """Input or output failed the provider's content moderation."""
+
+    status_code = 502
+    kind = "moderation"
+    default_detail = "The message was blocked by the model's content moderation."
+
+
+class LLMContextTooLong(LLMError):
+    status_code = 502
+    kind = "too_long"
+    default_detail = "The conversation is too long for this model. Start a new conversation."
+
+
+class LLMInvalidRequest(LLMError):
+    """The provider says our request was malformed: a bug on our side."""
+
+    status_code = 502
+    kind = "invalid_request"
+    default_detail = "The model service rejected the request."
+
+
+class LLMBadResponse(LLMError):
+    """The provider answered with something that is not its protocol."""
+
+    code = "upstream_bad_response"
+    status_code = 502
+    kind = "bad_response"
+    default_detail = "The model service sent an invalid answer."
+
+
+class LLMIncompleteStream(LLMError):
+    """The stream ended before ``[DONE]``: a failure, not a reply."""
+
+    code = "upstream_incomplete"
+    status_code = 502
+    kind = "incomplete"
+    default_detail = "The model service stopped answering before the reply was complete."

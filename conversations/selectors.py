@@ -1,0 +1,143 @@
+"""Reads: conversations and messages, always scoped to their owner."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum, Window
+from django.db.models.functions import Length
+
+from accounts.models import User
+
+from .llm.base import ChatMessage
+from .models import Conversation, Message
+
+# Used by the history trimmer: a token is never fewer than this many characters of any script,
+# so a message whose running character total is past CHARS_PER_TOKEN_MAX x budget cannot fit.
+CHARS_PER_TOKEN_MAX = 4
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def conversation_list(*, user: User, search: str = "") -> QuerySet[Conversation]:
+    conversations = Conversation.objects.filter(user=user)
+    search = search.strip()
+    if search:
+        matching_messages = Message.objects.filter(
+            conversation=OuterRef("pk"), replaced=False, content__icontains=search
+        )
+        conversations = conversations.filter(Q(title__icontains=search) | Exists(matching_messages))
+    return conversations.order_by("-updated_at", "-id")
+
+
+def conversation_get(*, user: User, conversation_id: object) -> Conversation:
+    """The user's conversation, or ``Conversation.DoesNotExist`` (another user's too: 404, not 403)."""
+    return Conversation.objects.get(user=user, pk=conversation_id)
+
+
+def message_list(
+    *,
+    conversation: Conversation,
+    after: int | None = None,
+    before: int | None = None,
+    latest: bool = False,
+    limit: int = 50,
+) -> tuple[list[Message], bool]:
+    """A page of visible messages, oldest first, and whether more lie beyond the page.
+
+    Keyset pagination on ``seq``: one query whatever the conversation's length.
+    """
+    messages = Message.objects.filter(conversation=conversation, replaced=False)
+    if after is not None:
+        messages = messages.filter(seq__gt=after)
+    if before is not None:
+        messages = messages.filter(seq__lt=before)
+    if before is not None or latest:
+        page = list(messages.order_by("-seq")[: limit + 1])
+        more = len(page) > limit
+        return list(reversed(page[:limit])), more
+    page = list(messages.order_by("seq")[: limit + 1])
+    return page[:limit], len(page) > limit
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (spark-protocol.md: 1 token ≈ 1.5 Chinese characters ≈ 0.8 English words).
+
+    Errs high so that trimmed history stays under the window: CJK characters count 1/1.5 of a token,
+    everything else a quarter.
+    """
+    cjk = sum(1 for ch in text if "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef")
+    other = len(text) - cjk
+    return int(cjk / 1.5 + other / CHARS_PER_TOKEN_MAX) + 1
+
+
+def message_history_for_model(
+    *, conversation: Conversation, budget_tokens: int, up_to_seq: int | None = None
+) -> list[ChatMessage]:
+    """The history to send: system prompt, then alternating turns ending with the user's.
+
+    Failed, replaced and empty assistant messages are skipped (Spark rejects empty content, and a
+    failed reply is not part of the conversation); the oldest turns are dropped to fit
+    ``budget_tokens``. One query, whatever the conversation's length: a window function keeps only
+    the newest rows whose characters could fit.
+    """
+    system = conversation.system_prompt.strip()
+    budget = budget_tokens - (estimate_tokens(system) + MESSAGE_OVERHEAD_TOKENS if system else 0)
+
+    rows = Message.objects.filter(conversation=conversation, replaced=False).filter(
+        Q(role=Message.Role.USER)
+        | Q(
+            role=Message.Role.ASSISTANT,
+            status__in=[Message.Status.COMPLETE, Message.Status.INTERRUPTED],
+        )
+    )
+    if up_to_seq is not None:
+        rows = rows.filter(seq__lte=up_to_seq)
+    rows = (
+        rows.annotate(
+            chars_after=Window(Sum(Length("content")), order_by=F("seq").desc())
+            - Length("content")
+        )
+        .filter(chars_after__lte=max(budget, 0) * CHARS_PER_TOKEN_MAX)
+        .order_by("-seq")
+        .values_list("role", "content")
+    )
+
+    # Newest first: take turns while they fit, always keeping the newest user message.
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for role, content in rows:
+        text = content.strip()
+        if not text:
+            continue
+        cost = estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+        if kept and used + cost > budget:
+            break
+        used += cost
+        kept.append((role, text))
+    kept.reverse()
+
+    # Spark wants alternating turns that start and end with the user: merge neighbours of the same
+    # role (a question whose reply failed, then another) and drop a leading or trailing assistant.
+    turns: list[tuple[str, str]] = []
+    for role, text in kept:
+        if turns and turns[-1][0] == role:
+            turns[-1] = (role, f"{turns[-1][1]}\n\n{text}")
+        else:
+            turns.append((role, text))
+    while turns and turns[0][0] != Message.Role.USER:
+        turns.pop(0)
+    while turns and turns[-1][0] != Message.Role.USER:
+        turns.pop()
+
+    history = [ChatMessage("system", system)] if system else []
+    history.extend(ChatMessage(role, text) for role, text in turns)
+    return history
+
+
+def conversation_stats() -> QuerySet[Conversation]:
+    """Conversations annotated for the admin changelist."""
+    from django.db.models import Count, Max
+
+    return Conversation.objects.annotate(
+        message_count=Count("messages", filter=Q(messages__replaced=False)),
+        tokens_total=Sum("messages__total_tokens"),
+        last_activity=Max("messages__created_at"),
+    )
