@@ -15,6 +15,9 @@ from prometheus_client import multiprocess
 if TYPE_CHECKING:
     from .models import Message
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 REQUESTS = Counter(
