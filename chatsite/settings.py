@@ -176,7 +176,9 @@ STORAGES = {
         )
     },
 }
-WHITENOISE_USE_FINDERS = DEBUG or TESTING
+# Serve from the source folders (no collectstatic) in development and tests.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=DEBUG or TESTING)
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -79,6 +79,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             data["field"] = field
     elif isinstance(exc, AppError):
         data = {"detail": str(exc.detail), "code": exc.code, **exc.extra}
+    elif isinstance(exc.detail, dict) and "detail" in exc.detail:
+        # simplejwt's InvalidToken carries {"detail", "code", "messages"}.
+        inner = exc.detail
+        data = {"detail": str(inner["detail"]), "code": str(inner.get("code") or "token_not_valid")}
     else:
         codes = exc.get_codes()
         data = {"detail": str(exc.detail), "code": codes if isinstance(codes, str) else "error"}

@@ -71,6 +71,7 @@ class ChatsiteServer:
             "WEB_CONCURRENCY": str(workers),
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"),
             "STATIC_MANIFEST": "false",
+            "WHITENOISE_USE_FINDERS": "true",
             "LLM_READ_TIMEOUT": "30",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),

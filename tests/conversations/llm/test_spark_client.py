@@ -1,0 +1,451 @@
+"""SparkProvider against the loopback Spark server, over real HTTP (spark-protocol.md)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conversations.llm import registry
+from conversations.llm.base import ChatMessage, ChatStream, Usage
+from conversations.llm.exceptions import (
+    LLMBusy,
+    LLMConfigurationError,
+    LLMContentRejected,
+    LLMContextTooLong,
+    LLMError,
+    LLMIncompleteStream,
+    LLMInvalidRequest,
+    LLMNotConfigured,
+    LLMQuotaExceeded,
+    LLMTimeout,
+    LLMUnavailable,
+)
+from conversations.llm.spark import SparkProvider
+from tests.conftest import SPARK_KEY
+from tests.spark_server import SparkServer, estimate_tokens
+
+# spark-protocol.md "Errors": each Spark code, the class it becomes and the status we answer with.
+ERROR_TABLE: list[tuple[int, type[LLMError], int]] = [
+    (10003, LLMInvalidRequest, 502),
+    (10005, LLMConfigurationError, 503),
+    (10007, LLMBusy, 503),
+    (10012, LLMUnavailable, 503),
+    (10013, LLMContentRejected, 502),
+    (10014, LLMContentRejected, 502),
+    (10019, LLMContentRejected, 502),
+    (10110, LLMUnavailable, 503),
+    (10907, LLMContextTooLong, 502),
+    (11200, LLMConfigurationError, 503),
+    (11201, LLMQuotaExceeded, 503),
+    (11202, LLMBusy, 503),
+    (11203, LLMBusy, 503),
+]
+
+
+def make_provider(spark: SparkServer, **overrides: object) -> SparkProvider:
+    options: dict = {
+        "base_url": spark.url,
+        "api_keys": {"*": SPARK_KEY},
+        "connect_timeout": 2.0,
+        "read_timeout": 5.0,
+    }
+    options.update(overrides)
+    return SparkProvider(**options)
+
+
+@pytest.fixture
+def provider(spark: SparkServer) -> Iterator[SparkProvider]:
+    client = make_provider(spark)
+    yield client
+    client.close()
+    spark.wait_idle(2.0)
+
+
+def ask(text: str) -> list[ChatMessage]:
+    return [ChatMessage("user", text)]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- non-streaming ------------------------------------------------------------------------------
+
+
+def test_complete_returns_content_usage_and_sid(provider, spark):
+    completion = provider.complete(model="lite", messages=ask("hello there"))
+
+    assert completion.content == "Echo: hello there"
+    prompt = estimate_tokens("hello there")
+    assert completion.usage == Usage(prompt_tokens=prompt, completion_tokens=3, total_tokens=prompt + 3)
+    assert completion.sid == spark.requests[-1]["sid"]
+    assert completion.sid.startswith("cha")
+
+
+def test_complete_posts_model_messages_and_user_as_json(provider, spark):
+    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "hi")]
+    provider.complete(model="generalv3", messages=messages, user="42")
+
+    request = spark.requests[-1]
+    assert request["method"] == "POST"
+    assert request["path"] == "/v1/chat/completions"
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert request["json"] == {
+        "model": "generalv3",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        "stream": False,
+        "user": "42",
+    }
+
+
+def test_complete_sends_non_ascii_text_intact(provider, spark):
+    completion = provider.complete(model="lite", messages=ask("你好，星火"))
+
+    assert spark.requests[-1]["json"]["messages"][0]["content"] == "你好，星火"
+    assert completion.content == "Echo: 你好，星火"
+
+
+# --- streaming ----------------------------------------------------------------------------------
+
+
+def test_stream_yields_the_reply_token_by_token(provider, spark):
+    stream = provider.stream(model="lite", messages=ask("[[reply:one two three]]"))
+
+    chunks = list(stream)
+
+    assert [c.content for c in chunks] == ["one ", "two ", "three"]
+    assert all(c.sid == spark.requests[-1]["sid"] for c in chunks)
+    assert spark.requests[-1]["json"]["stream"] is True
+    assert "text/event-stream" in spark.requests[-1]["headers"]["Accept"]
+
+
+@pytest.mark.parametrize("framing", ["", "[[close]]"], ids=["chunked", "close-delimited"])
+def test_stream_delivers_each_token_as_it_arrives(provider, framing):
+    # Four short tokens 0.25 s apart: the first must be in hand long before the last is sent
+    # (ARCHITECTURE.md §11: a 512-byte read buffer would hold them back on a close-delimited body).
+    stream = provider.stream(
+        model="lite", messages=ask(f"[[reply:a b c d]] [[interval:0.25]] {framing}")
+    )
+    started = time.monotonic()
+
+    first = next(stream)
+    first_at = time.monotonic() - started
+    arrivals = [first_at]
+    for _ in stream:
+        arrivals.append(time.monotonic() - started)
+
+    assert first.content == "a "
+    assert first_at < 0.2
+    assert arrivals[-1] >= 0.7
+    assert len(arrivals) == 4
+    # Evenly spread, not delivered in a burst at the end.
+    assert arrivals[1] - arrivals[0] > 0.15
+
+
+@pytest.mark.parametrize("space", ["", "[[space]]"], ids=["data:", "data: "])
+def test_stream_accepts_data_with_or_without_a_space(provider, space):
+    chunks = list(provider.stream(model="lite", messages=ask(f"[[reply:x y]] {space}")))
+
+    assert "".join(c.content for c in chunks) == "x y"
+
+
+def test_stream_ignores_comments_and_blank_lines(provider):
+    chunks = list(provider.stream(model="lite", messages=ask("[[reply:x y]] [[comments]]")))
+
+    assert [c.content for c in chunks] == ["x ", "y"]
+
+
+def test_stream_reads_usage_from_the_last_content_chunk(provider):
+    chunks = list(provider.stream(model="lite", messages=ask("[[reply:x y z]]")))
+
+    assert [c.usage for c in chunks[:-1]] == [None, None]
+    assert chunks[-1].content == "z"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+    assert chunks[-1].usage.total_tokens == chunks[-1].usage.prompt_tokens + 3
+
+
+def test_stream_reads_usage_from_a_separate_empty_chunk(provider):
+    chunks = list(provider.stream(model="lite", messages=ask("[[reply:x y z]] [[usage:separate]]")))
+
+    assert [c.content for c in chunks] == ["x ", "y ", "z", ""]
+    assert all(c.usage is None for c in chunks[:-1])
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+
+
+def test_stream_that_ends_without_done_is_incomplete(provider, spark):
+    stream = provider.stream(model="lite", messages=ask("[[reply:a b c d]] [[drop]]"))
+    received = []
+
+    with pytest.raises(LLMIncompleteStream) as caught:
+        for chunk in stream:
+            received.append(chunk.content)
+
+    assert received == ["a ", "b "]
+    assert caught.value.code == "upstream_incomplete"
+    assert caught.value.status_code == 502
+    assert caught.value.sid == spark.requests[-1]["sid"]
+    assert len(spark.requests) == 1  # never retried once a byte has streamed
+
+
+# --- Spark's error codes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE])
+@pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
+def test_rejection_envelope_with_string_code_maps_to_typed_error(
+    provider, spark, code, error_class, status, streaming
+):
+    messages = ask(f"hi [[upstream:{code}]]")
+
+    with pytest.raises(error_class) as caught:
+        if streaming:
+            list(provider.stream(model="lite", messages=messages))
+        else:
+            provider.complete(model="lite", messages=messages)
+
+    error = caught.value
+    assert error.code == str(code)
+    assert error.status_code == status
+    # The sid travels inside the envelope's message: "... (sid: cha...)".
+    assert error.sid == spark.requests[-1]["sid"]
+    assert error.detail and SPARK_KEY not in error.detail
+    assert len(spark.requests) == 1  # an answered request is never retried
+
+
+@pytest.mark.parametrize("code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE])
+@pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
+def test_in_band_integer_code_maps_to_typed_error(
+    provider, spark, code, error_class, status, streaming
+):
+    messages = ask(f"hi [[inband:{code}]]")
+
+    with pytest.raises(error_class) as caught:
+        if streaming:
+            list(provider.stream(model="lite", messages=messages))
+        else:
+            provider.complete(model="lite", messages=messages)
+
+    assert caught.value.code == str(code)
+    assert caught.value.status_code == status
+    assert caught.value.sid == spark.requests[-1]["sid"]
+
+
+def test_in_band_code_mid_stream_comes_after_the_text_already_sent(provider, spark):
+    received = []
+
+    with pytest.raises(LLMContentRejected) as caught:
+        for chunk in provider.stream(model="lite", messages=ask("[[reply:a b c d]] [[midstream:10014]]")):
+            received.append(chunk.content)
+
+    assert received == ["a ", "b "]
+    assert caught.value.code == "10014"
+    assert caught.value.sid == spark.requests[-1]["sid"]
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
+def test_unknown_spark_code_is_still_an_upstream_error_with_that_code(provider, streaming):
+    with pytest.raises(LLMError) as caught:
+        if streaming:
+            list(provider.stream(model="lite", messages=ask("hi [[inband:12345]]")))
+        else:
+            provider.complete(model="lite", messages=ask("hi [[inband:12345]]"))
+
+    assert caught.value.code == "12345"
+    assert caught.value.status_code == 502
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
+def test_invalid_user_401_is_an_auth_configuration_error(spark, streaming):
+    provider = make_provider(spark, api_keys={"*": "wrong:key"})
+
+    with pytest.raises(LLMConfigurationError) as caught:
+        if streaming:
+            list(provider.stream(model="lite", messages=ask("hi")))
+        else:
+            provider.complete(model="lite", messages=ask("hi"))
+
+    assert caught.value.code == "upstream_auth"
+    assert caught.value.status_code == 503
+    assert caught.value.upstream_message == "invalid user"
+    assert "wrong:key" not in caught.value.detail
+
+
+def test_invalid_user_directive_is_an_auth_configuration_error(provider):
+    with pytest.raises(LLMConfigurationError) as caught:
+        provider.complete(model="lite", messages=ask("hi [[upstream:auth]]"))
+
+    assert caught.value.code == "upstream_auth"
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
+def test_non_json_error_body_is_an_upstream_failure(provider, spark, streaming):
+    with pytest.raises(LLMUnavailable) as caught:
+        if streaming:
+            list(provider.stream(model="lite", messages=ask("hi [[upstream:nonjson]]")))
+        else:
+            provider.complete(model="lite", messages=ask("hi [[upstream:nonjson]]"))
+
+    assert caught.value.code == "upstream_unavailable"
+    assert caught.value.status_code == 503
+    assert len(spark.requests) == 1
+
+
+# --- timeouts and connections -------------------------------------------------------------------
+
+
+def test_stalled_stream_times_out_after_the_read_timeout(spark):
+    provider = make_provider(spark, read_timeout=0.5)
+    stream = provider.stream(model="lite", messages=ask("[[reply:a b c d]] [[stall:5]]"))
+    received = []
+    started = time.monotonic()
+
+    with pytest.raises(LLMTimeout) as caught:
+        for chunk in stream:
+            received.append(chunk.content)
+
+    assert time.monotonic() - started < 2.0
+    assert received == ["a ", "b "]
+    assert caught.value.code == "upstream_timeout"
+    assert caught.value.status_code == 504
+    assert caught.value.sid == spark.requests[-1]["sid"]
+    assert len(spark.requests) == 1
+
+
+def test_slow_first_byte_past_the_read_timeout_times_out(spark):
+    provider = make_provider(spark, read_timeout=0.5)
+    started = time.monotonic()
+
+    with pytest.raises(LLMTimeout):
+        provider.complete(model="lite", messages=ask("hi [[stall:5]]"))
+    with pytest.raises(LLMTimeout):
+        list(provider.stream(model="lite", messages=ask("hi [[delay:5]]")))
+
+    assert time.monotonic() - started < 3.0
+
+
+def test_slow_first_byte_within_the_read_timeout_succeeds(spark):
+    provider = make_provider(spark, read_timeout=2.0)
+
+    completion = provider.complete(model="lite", messages=ask("hi [[delay:0.3]]"))
+
+    assert completion.content == "Echo: hi"
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
+def test_connection_refused_is_unreachable(spark, streaming):
+    provider = make_provider(spark, base_url=f"http://127.0.0.1:{closed_port()}/v1")
+
+    with pytest.raises(LLMUnavailable) as caught:
+        if streaming:
+            list(provider.stream(model="lite", messages=ask("hi")))
+        else:
+            provider.complete(model="lite", messages=ask("hi"))
+
+    assert caught.value.code == "upstream_unreachable"
+    assert caught.value.status_code == 503
+
+
+def test_connection_dropped_before_any_answer_is_not_called_unreachable(provider, spark):
+    # The request reached Spark, which closed the connection without a reply.
+    with pytest.raises(LLMError) as caught:
+        provider.complete(model="lite", messages=ask("hi [[drop]]"))
+
+    assert caught.value.code != "upstream_unreachable"
+    assert caught.value.status_code == 502
+    assert len(spark.requests) == 1
+
+
+# --- credentials --------------------------------------------------------------------------------
+
+
+def test_authorization_header_is_bearer_with_the_api_password_verbatim(provider, spark):
+    provider.complete(model="lite", messages=ask("hi"))
+
+    assert spark.requests[-1]["authorization"] == f"Bearer {SPARK_KEY}"
+
+
+def test_per_model_api_password_overrides_the_shared_one(spark):
+    spark.passwords = {"*": SPARK_KEY, "generalv3": "pro-key:pro-secret"}
+    provider = make_provider(spark, api_keys={"*": SPARK_KEY, "generalv3": "pro-key:pro-secret"})
+
+    pro = provider.complete(model="generalv3", messages=ask("hi"))
+    pro_auth = spark.requests[-1]["authorization"]
+    lite = provider.complete(model="lite", messages=ask("hi"))
+    lite_auth = spark.requests[-1]["authorization"]
+
+    assert pro.content == lite.content == "Echo: hi"
+    assert pro_auth == "Bearer pro-key:pro-secret"
+    assert lite_auth == f"Bearer {SPARK_KEY}"
+
+
+def test_missing_api_password_raises_not_configured_without_a_request(spark):
+    provider = make_provider(spark, api_keys={})
+
+    with pytest.raises(LLMNotConfigured) as caught:
+        provider.complete(model="lite", messages=ask("hi"))
+
+    assert caught.value.code == "model_not_configured"
+    assert caught.value.status_code == 503
+    assert spark.requests == []
+
+
+def test_registry_reads_per_model_passwords_from_settings(spark, settings):
+    spark.passwords = {"*": SPARK_KEY, "max-32k": "max:secret"}
+    settings.SPARK_API_PASSWORDS = {"max-32k": "max:secret", "lite": ""}
+
+    registry.provider_for("max-32k").complete(model="max-32k", messages=ask("hi"))
+    assert spark.requests[-1]["authorization"] == "Bearer max:secret"
+    registry.provider_for("lite").complete(model="lite", messages=ask("hi"))
+    assert spark.requests[-1]["authorization"] == f"Bearer {SPARK_KEY}"
+
+
+def test_registry_keeps_one_provider_and_session_per_configuration(spark, settings):
+    first = registry.provider_for("lite")
+
+    assert registry.provider_for("generalv3") is first
+    assert first.session is registry.provider_for("lite").session
+    settings.LLM_READ_TIMEOUT = 7.0
+    assert registry.provider_for("lite") is not first
+    assert registry.provider_for("lite").timeout == (2.0, 7.0)
+
+
+# --- closing a stream from another thread ------------------------------------------------------
+
+
+def test_close_from_another_thread_interrupts_a_stalled_read(provider, spark):
+    stream: ChatStream = provider.stream(model="lite", messages=ask("[[reply:a b c d]] [[stall:20]]"))
+    assert next(stream).content == "a "
+    outcome: list[object] = []
+
+    def consume() -> None:
+        try:
+            outcome.extend(chunk.content for chunk in stream)
+            outcome.append("ended")
+        except LLMError as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    time.sleep(0.3)  # the reader is now blocked on the stalled socket
+    assert reader.is_alive()
+    closed_at = time.monotonic()
+
+    stream.close()
+    reader.join(timeout=2.0)
+
+    assert not reader.is_alive()
+    assert time.monotonic() - closed_at < 1.0
+    # Either way the reader stops; it never reports a normal end of the reply.
+    assert "ended" not in outcome or outcome[:-1] == ["b "]
+    deadline = time.monotonic() + 2.0
+    while spark.closed_early == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert spark.closed_early == 1
