@@ -5,8 +5,12 @@ Every value can be overridden from the environment (names below); see docs/deplo
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import socket
+import subprocess  # nosec B404 - runs manage.py recover_streams, a fixed command
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +40,7 @@ _metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", str(Path(tempfile.gettempdir()) / f"chatsite-metrics-{os.getpid()}")
 )
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}"]
+_root = os.path.dirname(os.path.abspath(__file__))
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
@@ -44,27 +49,32 @@ def on_starting(server):  # type: ignore[no-untyped-def]
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
-    """A worker died (or was killed): drop its live gauges and settle the replies it was streaming."""
-    from prometheus_client import multiprocess
+    """A worker died (or was killed): drop its live gauges and settle the replies it was streaming.
 
-    multiprocess.mark_process_dead(worker.pid)
+    Nothing heavy is imported here: the master forks every later worker, and a master that has
+    imported Django, requests or prometheus_client (and with them ``ssl``) hands its replacement
+    workers modules that gevent can no longer patch: urllib3 would keep the blocking SSLContext and
+    one HTTPS read would stall every stream of the worker. So the gauges are removed by file name
+    (what ``prometheus_client.multiprocess.mark_process_dead`` does) and the replies are settled by
+    ``manage.py recover_streams`` in a process of its own; gunicorn reaps it like any child.
+    """
+    for path in glob.glob(os.path.join(_metrics_dir, f"gauge_live*_{worker.pid}.db")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
     try:
-        import socket
-
-        import django
-
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
-        django.setup()
-        from django.db import connection
-
-        from conversations.services import messages_recover_stale
-
-        count = messages_recover_stale(worker=f"{socket.gethostname()}:{worker.pid}")
-        connection.close()
-        if count:
-            server.log.warning("worker %s died: %s streaming repl(ies) marked interrupted", worker.pid, count)
-    except Exception:  # noqa: BLE001 - the master must survive; the next request recovers them too
-        server.log.exception("could not recover the streams of worker %s", worker.pid)
+        subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter, manage.py, a worker id
+            [
+                sys.executable, os.path.join(_root, "manage.py"), "recover_streams",
+                "--worker", f"{socket.gethostname()}:{worker.pid}",
+            ],
+            cwd=_root,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "chatsite.settings"},
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError:  # the master must survive; the next request to the conversation recovers too
+        server.log.exception("could not start stream recovery for worker %s", worker.pid)
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]

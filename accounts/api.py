@@ -79,4 +79,3 @@ class MeApi(APIView):
     @extend_schema(responses=UserOutputSerializer)
     def get(self, request: Request) -> Response:
         return Response(UserOutputSerializer(request.user).data)
-

@@ -22,6 +22,8 @@ class RateLimited(AppError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(extra={"retry_after": retry_after})
         self.retry_after = retry_after
+        # DRF's exception handler turns ``wait`` into the ``Retry-After`` header.
+        self.wait = retry_after
 
 
 def client_ip(request: HttpRequest) -> str:

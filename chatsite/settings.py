@@ -198,7 +198,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
-    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
+        "rest_framework.renderers.BrowsableAPIRenderer"
+    )
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
@@ -263,7 +265,9 @@ CONTENT_SECURITY_POLICY = {
 # --- Models and providers ---------------------------------------------------------------------
 SPARK_API_PASSWORD = env.str("SPARK_API_PASSWORD", default="")
 SPARK_BASE_URL = env.str("SPARK_BASE_URL", default="https://spark-api-open.xf-yun.com/v1")
-SPARK_MODELS = env.list("SPARK_MODELS", default=["lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra"])
+SPARK_MODELS = env.list(
+    "SPARK_MODELS", default=["lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra"]
+)
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="lite")
 
 
@@ -273,9 +277,7 @@ def _model_env_name(model: str) -> str:
 
 # Spark issues one APIPassword per model version: SPARK_API_PASSWORD_<MODEL> overrides the shared
 # one for that model (e.g. SPARK_API_PASSWORD_4_0ULTRA, SPARK_API_PASSWORD_PRO_128K).
-SPARK_API_PASSWORDS = {
-    model: os.environ.get(_model_env_name(model), "") for model in SPARK_MODELS
-}
+SPARK_API_PASSWORDS = {model: os.environ.get(_model_env_name(model), "") for model in SPARK_MODELS}
 LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
 LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=60.0)
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=8000)

@@ -22,7 +22,9 @@ class MessageStatusFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return list(Message.Status.choices)
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> QuerySet[Conversation]:
         if self.value():
             return queryset.filter(
                 pk__in=Message.objects.filter(status=self.value()).values("conversation_id")
@@ -37,10 +39,28 @@ class MessageInline(admin.TabularInline):
     show_change_link = False
     ordering = ("seq",)
     fields = readonly_fields = (
-        "seq", "role", "status", "content", "model", "error_code", "error_detail", "sid",
-        "prompt_tokens", "completion_tokens", "total_tokens", "ttft_ms", "duration_ms",
-        "replaced", "created_at",
+        "seq",
+        "role",
+        "status",
+        "content",
+        "model",
+        "error_code",
+        "error_detail",
+        "sid",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "ttft_ms",
+        "duration_ms",
+        "replaced",
+        "created_at",
     )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Seeing a conversation means seeing its transcript: no separate message permission.
+        return request.user.has_perm("conversations.view_conversation") or request.user.has_perm(
+            "conversations.change_conversation"
+        )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -119,7 +139,13 @@ def _download(payload: str, *, extension: str, content_type: str) -> HttpRespons
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = (
-        "title_or_id", "user", "model", "message_count", "tokens_total", "last_activity", "created_at",
+        "title_or_id",
+        "user",
+        "model",
+        "message_count",
+        "tokens_total",
+        "last_activity",
+        "created_at",
     )
     list_filter = ("model", MessageStatusFilter, "created_at", "updated_at")
     search_fields = ("user__username", "user__email", "title", "messages__content")
@@ -167,6 +193,10 @@ class ConversationAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description=_("Download selected transcripts as Markdown"))
-    def download_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
-        text = "\n\n---\n\n".join(_markdown(_transcript(c)) for c in queryset.select_related("user"))
+    def download_markdown(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> HttpResponse:
+        text = "\n\n---\n\n".join(
+            _markdown(_transcript(c)) for c in queryset.select_related("user")
+        )
         return _download(text, extension="md", content_type="text/markdown; charset=utf-8")

@@ -9,8 +9,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 if TYPE_CHECKING:
     from .models import Message
@@ -21,18 +27,25 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 REQUESTS = Counter(
-    "chatsite_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
+    "chatsite_http_requests_total",
+    "HTTP requests by route and status",
+    ["route", "method", "status"],
 )
 OPEN_STREAMS = Gauge(
     "chatsite_open_streams", "Replies streaming right now", multiprocess_mode="livesum"
 )
 TTFT = Histogram(
-    "chatsite_reply_ttft_seconds", "Time to first token by model", ["model"], buckets=LATENCY_BUCKETS
+    "chatsite_reply_ttft_seconds",
+    "Time to first token by model",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
 )
 DURATION = Histogram(
     "chatsite_reply_duration_seconds", "Reply duration by model", ["model"], buckets=LATENCY_BUCKETS
 )
-REPLIES = Counter("chatsite_replies_total", "Replies by model and final status", ["model", "status"])
+REPLIES = Counter(
+    "chatsite_replies_total", "Replies by model and final status", ["model", "status"]
+)
 UPSTREAM_ERRORS = Counter(
     "chatsite_upstream_errors_total", "Upstream failures by model and code", ["model", "code"]
 )

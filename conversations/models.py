@@ -37,7 +37,9 @@ class Message(models.Model):
         INTERRUPTED = "interrupted", "interrupted"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     # Position in the conversation: the key of history pages and of the order sent to the model.
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)

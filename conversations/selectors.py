@@ -63,7 +63,14 @@ def estimate_tokens(text: str) -> int:
     Errs high so that trimmed history stays under the window: CJK characters count 1/1.5 of a token,
     everything else a quarter.
     """
-    cjk = sum(1 for ch in text if "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef")
+    cjk = sum(
+        1
+        for ch in text
+        if "\u2e80" <= ch <= "\u9fff"
+        or "\uac00" <= ch <= "\ud7af"
+        or "\uf900" <= ch <= "\ufaff"
+        or "\uff00" <= ch <= "\uffef"
+    )
     other = len(text) - cjk
     return int(cjk / 1.5 + other / CHARS_PER_TOKEN_MAX) + 1
 
@@ -74,7 +81,8 @@ def message_history_for_model(
     """The history to send: system prompt, then alternating turns ending with the user's.
 
     Failed, replaced and empty assistant messages are skipped (Spark rejects empty content, and a
-    failed reply is not part of the conversation); the oldest turns are dropped to fit
+    failed reply is not part of the conversation), and so is the question such a reply answered;
+    the oldest turns are dropped to fit
     ``budget_tokens``. One query, whatever the conversation's length: a window function keeps only
     the newest rows whose characters could fit.
     """
@@ -92,36 +100,31 @@ def message_history_for_model(
         rows = rows.filter(seq__lte=up_to_seq)
     rows = (
         rows.annotate(
-            chars_after=Window(Sum(Length("content")), order_by=F("seq").desc())
-            - Length("content")
+            chars_after=Window(Sum(Length("content")), order_by=F("seq").desc()) - Length("content")
         )
         .filter(chars_after__lte=max(budget, 0) * CHARS_PER_TOKEN_MAX)
         .order_by("-seq")
         .values_list("role", "content")
     )
 
-    # Newest first: take turns while they fit, always keeping the newest user message.
-    kept: list[tuple[str, str]] = []
+    # Newest first: take turns while they fit, always keeping the newest user message. Spark wants
+    # alternating turns: a question followed by another question got no usable reply (it failed,
+    # or stopped before any text), so it is left out with its failed reply. Merging it into the
+    # next question would resend a refused input (10013, 10907...) with every later message.
+    turns: list[tuple[str, str]] = []
     used = 0
     for role, content in rows:
         text = content.strip()
-        if not text:
+        if not text or (turns and turns[-1][0] == role):
             continue
         cost = estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
-        if kept and used + cost > budget:
+        if turns and used + cost > budget:
             break
         used += cost
-        kept.append((role, text))
-    kept.reverse()
+        turns.append((role, text))
+    turns.reverse()
 
-    # Spark wants alternating turns that start and end with the user: merge neighbours of the same
-    # role (a question whose reply failed, then another) and drop a leading or trailing assistant.
-    turns: list[tuple[str, str]] = []
-    for role, text in kept:
-        if turns and turns[-1][0] == role:
-            turns[-1] = (role, f"{turns[-1][1]}\n\n{text}")
-        else:
-            turns.append((role, text))
+    # Drop a leading or trailing assistant: the turns start and end with the user.
     while turns and turns[0][0] != Message.Role.USER:
         turns.pop(0)
     while turns and turns[-1][0] != Message.Role.USER:
@@ -133,11 +136,28 @@ def message_history_for_model(
 
 
 def conversation_stats() -> QuerySet[Conversation]:
-    """Conversations annotated for the admin changelist."""
-    from django.db.models import Count, Max
+    """Conversations annotated for the admin changelist.
 
+    Subqueries, not joins: admin search over ``messages__content`` joins the messages again, and
+    aggregates over that join would count each message once per matching message.
+    """
+    from django.db.models import Count, IntegerField, Max, Subquery
+    from django.db.models.functions import Coalesce
+
+    per_conversation = (
+        Message.objects.filter(conversation=OuterRef("pk")).order_by().values("conversation")
+    )
     return Conversation.objects.annotate(
-        message_count=Count("messages", filter=Q(messages__replaced=False)),
-        tokens_total=Sum("messages__total_tokens"),
-        last_activity=Max("messages__created_at"),
+        message_count=Coalesce(
+            Subquery(
+                per_conversation.filter(replaced=False).annotate(n=Count("pk")).values("n"),
+                output_field=IntegerField(),
+            ),
+            0,
+        ),
+        tokens_total=Subquery(
+            per_conversation.annotate(n=Sum("total_tokens")).values("n"),
+            output_field=IntegerField(),
+        ),
+        last_activity=Subquery(per_conversation.annotate(m=Max("created_at")).values("m")),
     )

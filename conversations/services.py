@@ -182,7 +182,9 @@ def reply_start(
     with transaction.atomic():
         # The row lock (PostgreSQL) serialises two sends on one conversation; SQLite's IMMEDIATE
         # transactions already do.
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk").first()
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list(
+            "pk"
+        ).first()
         visible = Message.objects.filter(conversation=conversation, replaced=False)
         if visible.filter(status=Message.Status.STREAMING).exists():
             raise Conflict(
@@ -262,7 +264,12 @@ class ReplyRun:
             self.parts.append(text)
 
     def finish(
-        self, status: str, *, error: LLMError | None = None, error_code: str = "", error_detail: str = ""
+        self,
+        status: str,
+        *,
+        error: LLMError | None = None,
+        error_code: str = "",
+        error_detail: str = "",
     ) -> Message:
         """Step 4: the one final write. Safe to call twice (from two threads); the first wins."""
         with self._lock:
@@ -283,15 +290,25 @@ class ReplyRun:
             message.finished_at = timezone.now()
             message.worker = ""
             fields = [
-                "content", "status", "error_code", "error_detail", "sid", "prompt_tokens",
-                "completion_tokens", "total_tokens", "ttft_ms", "duration_ms", "finished_at", "worker",
+                "content",
+                "status",
+                "error_code",
+                "error_detail",
+                "sid",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "ttft_ms",
+                "duration_ms",
+                "finished_at",
+                "worker",
             ]
             try:
                 # Only a reply still streaming is overwritten: stale-stream recovery may have
                 # run meanwhile, and the conversation may have been deleted.
-                updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
-                    **{name: getattr(message, name) for name in fields}
-                )
+                updated = Message.objects.filter(
+                    pk=message.pk, status=Message.Status.STREAMING
+                ).update(**{name: getattr(message, name) for name in fields})
                 if updated:
                     Conversation.objects.filter(pk=message.conversation_id).update(
                         updated_at=F("updated_at")
@@ -415,7 +432,7 @@ def reply_stream(start: ReplyStart, *, keepalive_seconds: float | None = None) -
             if cancelled.is_set():
                 return
             events.put(Failed(exc, run.finish(Message.Status.ERROR, error=exc)))
-        except BaseException:  # noqa: BLE001 - the reply must be saved whatever went wrong
+        except BaseException:
             if cancelled.is_set():
                 return
             logger.exception("reply stream failed")
@@ -423,7 +440,9 @@ def reply_stream(start: ReplyStart, *, keepalive_seconds: float | None = None) -
                 Failed(
                     None,
                     run.finish(
-                        Message.Status.ERROR, error_code="server_error", error_detail="Internal error."
+                        Message.Status.ERROR,
+                        error_code="server_error",
+                        error_detail="Internal error.",
                     ),
                 )
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
@@ -139,7 +138,9 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return json_error("You do not have permission to perform this action.", "permission_denied", 403)
+        return json_error(
+            "You do not have permission to perform this action.", "permission_denied", 403
+        )
     from django.views.defaults import permission_denied as django_permission_denied
 
     return django_permission_denied(request, exception or PermissionDenied())
@@ -151,4 +152,3 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from django.views.csrf import csrf_failure as django_csrf_failure
 
     return django_csrf_failure(request, reason)
-

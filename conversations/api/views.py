@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,7 +56,7 @@ class ModelListApi(APIView):
         if not registry.any_model_configured():
             raise LLMNotConfigured()
         models = [
-            {**info.__dict__, "configured": registry.is_configured(info.id)}
+            {**dataclasses.asdict(info), "configured": registry.is_configured(info.id)}
             for info in registry.available_models()
         ]
         return Response(ModelOutputSerializer(models, many=True).data)
@@ -77,12 +78,16 @@ class ConversationListApi(generics.GenericAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(ConversationOutputSerializer(page, many=True).data)
 
-    @extend_schema(request=ConversationInputSerializer, responses={201: ConversationOutputSerializer})
+    @extend_schema(
+        request=ConversationInputSerializer, responses={201: ConversationOutputSerializer}
+    )
     def post(self, request: Request) -> Response:
         serializer = ConversationInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         conversation = services.conversation_create(user=request.user, **serializer.validated_data)
-        return Response(ConversationOutputSerializer(conversation).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ConversationOutputSerializer(conversation).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ConversationDetailApi(APIView):
@@ -107,7 +112,9 @@ class ConversationDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _int_param(request: Request, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
+def _int_param(
+    request: Request, name: str, *, minimum: int, maximum: int | None = None
+) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
@@ -116,7 +123,9 @@ def _int_param(request: Request, name: str, *, minimum: int, maximum: int | None
     except ValueError as exc:
         raise AppError(f"{name}: must be an integer.", code="invalid") from exc
     if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        bounds = (
+            f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        )
         raise AppError(f"{name}: must be {bounds}.", code="invalid")
     return value
 
@@ -176,7 +185,9 @@ class MessageListApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("after", int, description="Messages after this seq"),
-            OpenApiParameter("before", int, description="Messages before this seq (newest first page)"),
+            OpenApiParameter(
+                "before", int, description="Messages before this seq (newest first page)"
+            ),
             OpenApiParameter("latest", bool, description="The newest page"),
             OpenApiParameter("limit", int, description="Page size, 1-200 (default 50)"),
         ],
@@ -197,10 +208,14 @@ class MessageListApi(APIView):
         if messages:
             if backwards:
                 previous_url = f"{base}?before={messages[0].seq}&limit={limit}" if more else None
-                next_url = f"{base}?after={messages[-1].seq}&limit={limit}" if before is not None else None
+                next_url = (
+                    f"{base}?after={messages[-1].seq}&limit={limit}" if before is not None else None
+                )
             else:
                 next_url = f"{base}?after={messages[-1].seq}&limit={limit}" if more else None
-                previous_url = f"{base}?before={messages[0].seq}&limit={limit}" if after is not None else None
+                previous_url = (
+                    f"{base}?before={messages[0].seq}&limit={limit}" if after is not None else None
+                )
         return Response(
             {
                 "results": MessageOutputSerializer(messages, many=True).data,
@@ -227,9 +242,13 @@ class MessageListApi(APIView):
         serializer.is_valid(raise_exception=True)
         enforce(request, group="chat", rate=settings.CHAT_RATE_LIMIT)
         start = services.reply_start(
-            user=request.user, conversation=conversation, content=serializer.validated_data["content"]
+            user=request.user,
+            conversation=conversation,
+            content=serializer.validated_data["content"],
         )
-        return _reply_response(start, stream=_wants_stream(request, serializer.validated_data.get("stream")))
+        return _reply_response(
+            start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
+        )
 
 
 class RegenerateApi(APIView):
@@ -245,4 +264,6 @@ class RegenerateApi(APIView):
         start = services.reply_start(
             user=request.user, conversation=conversation, content=None, regenerate=True
         )
-        return _reply_response(start, stream=_wants_stream(request, serializer.validated_data.get("stream")))
+        return _reply_response(
+            start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
+        )

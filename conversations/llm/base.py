@@ -83,9 +83,7 @@ class ChatProvider(abc.ABC):
         """Ask for a whole reply. Raises an ``LLMError`` subclass on any failure."""
 
     @abc.abstractmethod
-    def stream(
-        self, *, model: str, messages: Sequence[ChatMessage], user: str = ""
-    ) -> ChatStream:
+    def stream(self, *, model: str, messages: Sequence[ChatMessage], user: str = "") -> ChatStream:
         """Open a stream: the reply as it arrives. ``close()`` ends the upstream request.
 
         Failures before the first chunk raise here; later ones while iterating. Both are

@@ -72,7 +72,9 @@ class OpenAICompatibleProvider(ChatProvider):
         self.session = requests.Session()
         # Retry only a connection that could not be established (nothing was sent yet); never a
         # request that reached the server, and never once a byte of the reply has streamed.
-        retry = Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False)
+        retry = Retry(
+            total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False
+        )
         # One open stream holds one pooled connection, and a gevent worker holds many streams.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
         self.session.mount("http://", adapter)
@@ -121,6 +123,11 @@ class OpenAICompatibleProvider(ChatProvider):
             raise LLMTimeout("Could not connect to the model service in time.") from exc
         except requests.exceptions.ReadTimeout as exc:
             raise LLMTimeout() from exc
+        except requests.exceptions.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], urllib3.exceptions.ProtocolError):
+                # The request reached the provider, which hung up without an answer.
+                raise LLMIncompleteStream() from exc
+            raise LLMUnavailable(code="upstream_unreachable") from exc
         except requests.exceptions.RequestException as exc:
             # Connection refused, DNS failure, TLS failure: nothing reached the provider.
             raise LLMUnavailable(code="upstream_unreachable") from exc
@@ -128,7 +135,9 @@ class OpenAICompatibleProvider(ChatProvider):
     def complete(
         self, *, model: str, messages: Sequence[ChatMessage], user: str = ""
     ) -> Completion:
-        response = self._post(model, self._body(model, messages, stream=False, user=user), stream=False)
+        response = self._post(
+            model, self._body(model, messages, stream=False, user=user), stream=False
+        )
         try:
             if not response.ok:
                 raise self._error_from_response(response)
@@ -144,10 +153,10 @@ class OpenAICompatibleProvider(ChatProvider):
             raise LLMBadResponse(sid=self._sid_of(payload))
         return Completion(content=content, usage=_usage_from(payload), sid=self._sid_of(payload))
 
-    def stream(
-        self, *, model: str, messages: Sequence[ChatMessage], user: str = ""
-    ) -> ChatStream:
-        response = self._post(model, self._body(model, messages, stream=True, user=user), stream=True)
+    def stream(self, *, model: str, messages: Sequence[ChatMessage], user: str = "") -> ChatStream:
+        response = self._post(
+            model, self._body(model, messages, stream=True, user=user), stream=True
+        )
         try:
             if not response.ok:
                 raise self._error_from_response(response)
@@ -279,7 +288,9 @@ class OpenAICompatibleProvider(ChatProvider):
         if status == 429:
             return LLMBusy(code="upstream_busy", sid=sid, upstream_message=upstream_message)
         if status in (502, 503, 504) or status >= 500:
-            return LLMUnavailable(code="upstream_unavailable", sid=sid, upstream_message=upstream_message)
+            return LLMUnavailable(
+                code="upstream_unavailable", sid=sid, upstream_message=upstream_message
+            )
         return LLMBadResponse(sid=sid, upstream_message=upstream_message)
 
 

@@ -25,16 +25,34 @@ from .openai_compatible import OpenAICompatibleProvider
 # Spark codes -> (our error class, message for the user). From the table in spark-protocol.md.
 SPARK_ERRORS: dict[str, tuple[type[LLMError], str]] = {
     "10003": (LLMInvalidRequest, "The model service rejected the request as invalid."),
-    "10005": (LLMConfigurationError, "The model service rejected a parameter (is the model name right?)."),
-    "10007": (LLMBusy, "The previous request is still running at the model service. Try again shortly."),
+    "10005": (
+        LLMConfigurationError,
+        "The model service rejected a parameter (is the model name right?).",
+    ),
+    "10007": (
+        LLMBusy,
+        "The previous request is still running at the model service. Try again shortly.",
+    ),
     "10012": (LLMUnavailable, "The model service is busy. Try again later."),
     "10110": (LLMUnavailable, "The model service had an internal error. Try again later."),
     "10013": (LLMContentRejected, "Your message was blocked by the model's content moderation."),
     "10014": (LLMContentRejected, "The reply was stopped by the model's content moderation."),
-    "10019": (LLMContentRejected, "The conversation was blocked by the model's content moderation."),
-    "10907": (LLMContextTooLong, "The conversation is too long for this model. Start a new conversation."),
-    "11200": (LLMConfigurationError, "This model is not licensed or has no quota for this account."),
-    "11201": (LLMQuotaExceeded, "The model's daily request limit has been reached. Try again tomorrow."),
+    "10019": (
+        LLMContentRejected,
+        "The conversation was blocked by the model's content moderation.",
+    ),
+    "10907": (
+        LLMContextTooLong,
+        "The conversation is too long for this model. Start a new conversation.",
+    ),
+    "11200": (
+        LLMConfigurationError,
+        "This model is not licensed or has no quota for this account.",
+    ),
+    "11201": (
+        LLMQuotaExceeded,
+        "The model's daily request limit has been reached. Try again tomorrow.",
+    ),
     "11202": (LLMBusy, "Too many requests per second to the model service. Try again in a moment."),
     "11203": (LLMBusy, "Too many concurrent requests to the model service. Try again in a moment."),
 }

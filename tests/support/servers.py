@@ -95,7 +95,10 @@ class ChatsiteServer:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "chatsite.wsgi"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_http(self.url + "/healthz")
@@ -130,10 +133,14 @@ class ChatsiteServer:
         self.stop()
 
 
-def register_and_token(base_url: str, username: str, password: str = "correct-horse-battery-9") -> str:
+def register_and_token(
+    base_url: str, username: str, password: str = "correct-horse-battery-9"
+) -> str:
     """Register a user over the API and return an access token."""
     requests.post(
-        f"{base_url}/api/auth/register/", json={"username": username, "password": password}, timeout=10
+        f"{base_url}/api/auth/register/",
+        json={"username": username, "password": password},
+        timeout=10,
     )
     response = requests.post(
         f"{base_url}/api/auth/token/", json={"username": username, "password": password}, timeout=10

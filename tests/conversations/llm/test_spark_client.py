@@ -83,7 +83,9 @@ def test_complete_returns_content_usage_and_sid(provider, spark):
 
     assert completion.content == "Echo: hello there"
     prompt = estimate_tokens("hello there")
-    assert completion.usage == Usage(prompt_tokens=prompt, completion_tokens=3, total_tokens=prompt + 3)
+    assert completion.usage == Usage(
+        prompt_tokens=prompt, completion_tokens=3, total_tokens=prompt + 3
+    )
     assert completion.sid == spark.requests[-1]["sid"]
     assert completion.sid.startswith("cha")
 
@@ -198,7 +200,9 @@ def test_stream_that_ends_without_done_is_incomplete(provider, spark):
 # --- Spark's error codes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE])
+@pytest.mark.parametrize(
+    "code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE]
+)
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 def test_rejection_envelope_with_string_code_maps_to_typed_error(
     provider, spark, code, error_class, status, streaming
@@ -220,7 +224,9 @@ def test_rejection_envelope_with_string_code_maps_to_typed_error(
     assert len(spark.requests) == 1  # an answered request is never retried
 
 
-@pytest.mark.parametrize("code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE])
+@pytest.mark.parametrize(
+    "code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE]
+)
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 def test_in_band_integer_code_maps_to_typed_error(
     provider, spark, code, error_class, status, streaming
@@ -242,7 +248,9 @@ def test_in_band_code_mid_stream_comes_after_the_text_already_sent(provider, spa
     received = []
 
     with pytest.raises(LLMContentRejected) as caught:
-        for chunk in provider.stream(model="lite", messages=ask("[[reply:a b c d]] [[midstream:10014]]")):
+        for chunk in provider.stream(
+            model="lite", messages=ask("[[reply:a b c d]] [[midstream:10014]]")
+        ):
             received.append(chunk.content)
 
     assert received == ["a ", "b "]
@@ -421,7 +429,9 @@ def test_registry_keeps_one_provider_and_session_per_configuration(spark, settin
 
 
 def test_close_from_another_thread_interrupts_a_stalled_read(provider, spark):
-    stream: ChatStream = provider.stream(model="lite", messages=ask("[[reply:a b c d]] [[stall:20]]"))
+    stream: ChatStream = provider.stream(
+        model="lite", messages=ask("[[reply:a b c d]] [[stall:20]]")
+    )
     assert next(stream).content == "a "
     outcome: list[object] = []
 
