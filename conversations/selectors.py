@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum, Window
 from django.db.models.functions import Length
 
@@ -57,22 +59,21 @@ def message_list(
     return page[:limit], len(page) > limit
 
 
+_CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_WORD = re.compile(f"[^\\s{_CJK}]+")
+
+
 def estimate_tokens(text: str) -> int:
     """A rough token count (spark-protocol.md: 1 token ≈ 1.5 Chinese characters ≈ 0.8 English words).
 
-    Errs high so that trimmed history stays under the window: CJK characters count 1/1.5 of a token,
-    everything else a quarter.
+    Errs high so that trimmed history stays under the window: a CJK character is 1/1.5 token, and
+    other text the larger of 1.25 tokens a word and a token every CHARS_PER_TOKEN_MAX characters.
     """
-    cjk = sum(
-        1
-        for ch in text
-        if "\u2e80" <= ch <= "\u9fff"
-        or "\uac00" <= ch <= "\ud7af"
-        or "\uf900" <= ch <= "\ufaff"
-        or "\uff00" <= ch <= "\uffef"
-    )
-    other = len(text) - cjk
-    return int(cjk / 1.5 + other / CHARS_PER_TOKEN_MAX) + 1
+    cjk = len(_CJK_CHAR.findall(text))
+    other_chars = len(text) - cjk
+    words = len(_WORD.findall(text))
+    return int(cjk / 1.5 + max(other_chars / CHARS_PER_TOKEN_MAX, words / 0.8)) + 1
 
 
 def message_history_for_model(

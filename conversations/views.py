@@ -4,22 +4,110 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from . import selectors
 from .llm import registry
+from .models import Conversation
+
+
+def js_strings() -> dict[str, str]:
+    """Every string the page's scripts show, translated into the request's language.
+
+    Rendered as a JSON data block (``json_script``), which the CSP allows because it never runs.
+    Placeholders use Python's ``%(name)s`` form so translators see one convention.
+    """
+    return {
+        # conversation list
+        "untitled": _("Untitled conversation"),
+        "new_chat": _("New chat"),
+        "search_results": _("%(count)s conversations found"),
+        "no_matches": _("No conversation matches."),
+        "no_conversations": _("No conversations yet."),
+        "rename": _("Rename"),
+        "rename_named": _("Rename “%(title)s”"),
+        "delete": _("Delete"),
+        "delete_named": _("Delete “%(title)s”"),
+        "delete_confirm": _("Delete “%(title)s” and all its messages? This cannot be undone."),
+        "new_title": _("New title"),
+        "conversation_not_found": _("That conversation does not exist or was deleted."),
+        # messages
+        "you_said": _("You said:"),
+        "assistant_said": _("The assistant said:"),
+        "thinking": _("Thinking… %(seconds)s s"),
+        "queued": _("Queued: sent when the current reply ends"),
+        "cancel_queued": _("Cancel"),
+        "not_sent": _("Not sent."),
+        "not_sent_reason": _("Not sent: %(reason)s"),
+        "retry": _("Retry"),
+        "edit": _("Edit"),
+        "regenerate": _("Regenerate"),
+        "copy": _("Copy"),
+        "copied": _("Copied"),
+        "copy_code": _("Copy code"),
+        "copy_reply": _("Copy reply"),
+        "code": _("code"),
+        "image": _("Image"),
+        "empty_reply": _("(The model sent an empty reply.)"),
+        "error_heading": _("Error:"),
+        "error_code": _("Error code %(code)s"),
+        "error_generic": _("Something went wrong."),
+        "stopped": _("Stopped: the reply was stopped before it was complete."),
+        "interrupted_server": _("Interrupted: the server stopped while writing this reply."),
+        "still_writing": _("This reply is still being written…"),
+        "usage": _("%(total)s tokens (%(prompt)s in, %(completion)s out)"),
+        "first_token_after": _("first token after %(seconds)s s"),
+        "total_time": _("total %(seconds)s s"),
+        "connection_lost": _("The connection was lost before the reply was complete."),
+        "network_error": _("The server could not be reached. Check your connection."),
+        "rate_limited": _("Too many messages. Try again in %(seconds)s seconds."),
+        "reply_in_progress": _("A reply is already being written in this conversation."),
+        "no_model": _("No model is configured, so messages cannot be sent. Ask the administrator to set an API key."),
+        # composer
+        "send": _("Send"),
+        "send_queued_hint": _("Send: waits in the queue until the current reply ends"),
+        "empty_message": _("Type a message first."),
+        "too_long": _("Too long: %(count)s characters, the limit is %(max)s."),
+        "char_count": _("%(count)s / %(max)s characters"),
+        # models and system prompt
+        "model_unconfigured": _("%(label)s (not configured)"),
+        "model_unavailable": _("%(label)s (no longer offered)"),
+        "prompt_saved": _("Saved."),
+        "prompt_saved_new": _("Saved: used when this chat starts."),
+    }
 
 
 @login_required
 @ensure_csrf_cookie
 def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpResponse:
+    if conversation_id is not None:
+        try:
+            selectors.conversation_get(user=request.user, conversation_id=conversation_id)
+        except Conversation.DoesNotExist as exc:
+            raise Http404 from exc
+    config = {
+        "conversationId": str(conversation_id or ""),
+        "maxMessageChars": settings.MAX_MESSAGE_CHARS,
+        "maxSystemPromptChars": settings.MAX_SYSTEM_PROMPT_CHARS,
+        "modelConfigured": registry.any_model_configured(),
+        "defaultModel": settings.DEFAULT_MODEL,
+        "loginUrl": reverse(settings.LOGIN_URL),
+        "csrfToken": get_token(request),
+        "siteName": "chatsite",
+    }
     return render(
         request,
         "conversations/chat.html",
         {
-            "conversation_id": conversation_id or "",
+            "conversation_id": config["conversationId"],
             "max_message_chars": settings.MAX_MESSAGE_CHARS,
-            "model_configured": registry.any_model_configured(),
+            "model_configured": config["modelConfigured"],
+            "chat_config": config,
+            "js_strings": js_strings(),
         },
     )
