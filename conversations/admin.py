@@ -7,7 +7,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.views.main import ERROR_FLAG
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -156,6 +157,14 @@ class ConversationAdmin(admin.ModelAdmin):
     fields = readonly_fields
     inlines = [MessageInline]
     actions = ["download_json", "download_markdown"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except OverflowError:
+            # Django answers a bad date-hierarchy value (?created_at__year=0) with "?e=1", but a
+            # year past C's integer range raises OverflowError: a 500. Answer it the same way.
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return selectors.conversation_stats().select_related("user")

@@ -14,7 +14,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -390,14 +390,22 @@ KEEPALIVE = Keepalive()
 _END = object()
 
 
-def reply_stream(start: ReplyStart, *, keepalive_seconds: float | None = None) -> Iterator[object]:
+def reply_stream(
+    start: ReplyStart,
+    *,
+    keepalive_seconds: float | None = None,
+    client_gone: Callable[[], bool] | None = None,
+) -> Iterator[object]:
     """Step 3 streaming: yield ``Delta``s and then one ``Done`` or ``Failed``; ``KEEPALIVE`` while idle.
 
     The provider is read by a producer thread (a greenlet under gevent) so that keep-alives flow
     while the model thinks and a client that goes away can abort the upstream read at once. Closing
     this generator (the client disconnected) saves the text so far as ``interrupted``.
+    ``client_gone``, when the server can tell, is asked every second while nothing is sent, so a
+    client that leaves while the model thinks is noticed before the next keep-alive.
     """
     keepalive_seconds = keepalive_seconds or settings.STREAM_KEEPALIVE_SECONDS
+    poll_seconds = min(1.0, keepalive_seconds) if client_gone else keepalive_seconds
     run = ReplyRun(start=start)
     events: queue.Queue[object] = queue.Queue()
     cancelled = threading.Event()
@@ -453,13 +461,19 @@ def reply_stream(start: ReplyStart, *, keepalive_seconds: float | None = None) -
     metrics.stream_opened()
     producer = threading.Thread(target=produce, name="reply-producer", daemon=True)
     producer.start()
+    last_sent = time.monotonic()
     try:
         while True:
             try:
-                event = events.get(timeout=keepalive_seconds)
+                event = events.get(timeout=poll_seconds)
             except queue.Empty:
-                yield KEEPALIVE
+                if client_gone is not None and client_gone():
+                    return  # the finally below saves the reply as interrupted
+                if time.monotonic() - last_sent >= keepalive_seconds - 0.01:
+                    last_sent = time.monotonic()
+                    yield KEEPALIVE
                 continue
+            last_sent = time.monotonic()
             if event is _END:
                 return
             yield event

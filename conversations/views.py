@@ -67,7 +67,10 @@ def js_strings() -> dict[str, str]:
         "network_error": _("The server could not be reached. Check your connection."),
         "rate_limited": _("Too many messages. Try again in %(seconds)s seconds."),
         "reply_in_progress": _("A reply is already being written in this conversation."),
-        "no_model": _("No model is configured, so messages cannot be sent. Ask the administrator to set an API key."),
+        "no_model": _(
+            "No model is configured, so messages cannot be sent. "
+            "Ask the administrator to set an API key."
+        ),
         # composer
         "send": _("Send"),
         "send_queued_hint": _("Send: waits in the queue until the current reply ends"),

@@ -3,7 +3,7 @@
 # nginx (scale-out test), gettext (translations). Installs what is missing when run as root;
 # otherwise prints the apt-get command to run.
 set -eu
-PACKAGES="chromium postgresql redis-server nginx gettext"
+PACKAGES="chromium postgresql redis-server nginx gettext fonts-wqy-microhei"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

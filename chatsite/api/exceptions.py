@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -35,6 +36,12 @@ class AppError(exceptions.APIException):
         self.extra = extra or {}
 
 
+class RequestTooLarge(AppError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
 class Conflict(AppError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -61,6 +68,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        # DRF reads JSON through request.body, which enforces DATA_UPLOAD_MAX_MEMORY_SIZE.
+        exc = RequestTooLarge(
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            extra={"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+        )
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import select
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -136,10 +138,11 @@ def _wants_stream(request: Request, requested: bool | None) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")
 
 
-def _reply_response(start: services.ReplyStart, *, stream: bool) -> Any:
+def _reply_response(request: Request, start: services.ReplyStart, *, stream: bool) -> Any:
     if stream:
         response = StreamingHttpResponse(
-            _sse_events(start), content_type="text/event-stream; charset=utf-8"
+            _sse_events(start, _client_gone_probe(request)),
+            content_type="text/event-stream; charset=utf-8",
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
@@ -155,7 +158,29 @@ def _reply_response(start: services.ReplyStart, *, stream: bool) -> Any:
     return Response(body, status=status.HTTP_201_CREATED)
 
 
-def _sse_events(start: services.ReplyStart) -> Iterator[bytes]:
+def _client_gone_probe(request: Request) -> Callable[[], bool] | None:
+    """A check that the client closed its connection, where the server exposes the socket.
+
+    gunicorn puts the client socket in the WSGI environ. A closed connection reads as end-of-file;
+    pending bytes (a pipelined request) do not count as gone.
+    """
+    sock = request.META.get("gunicorn.socket")
+    if sock is None:
+        return None
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    return gone
+
+
+def _sse_events(
+    start: services.ReplyStart, client_gone: Callable[[], bool] | None = None
+) -> Iterator[bytes]:
     yield sse_frame(
         "start",
         {
@@ -163,7 +188,7 @@ def _sse_events(start: services.ReplyStart) -> Iterator[bytes]:
             "assistant_message": _message_data(start.assistant_message),
         },
     )
-    for event in services.reply_stream(start):
+    for event in services.reply_stream(start, client_gone=client_gone):
         if event is services.KEEPALIVE:
             yield KEEPALIVE
         elif isinstance(event, services.Delta):
@@ -247,7 +272,7 @@ class MessageListApi(APIView):
             content=serializer.validated_data["content"],
         )
         return _reply_response(
-            start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
+            request, start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
         )
 
 
@@ -265,5 +290,5 @@ class RegenerateApi(APIView):
             user=request.user, conversation=conversation, content=None, regenerate=True
         )
         return _reply_response(
-            start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
+            request, start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
         )

@@ -1,0 +1,857 @@
+// The chat page: wires the sidebar, the conversation view, the composer and the reply streams.
+
+import { ApiError, api, setCsrfFallback } from "./api.js";
+import { t } from "./i18n.js";
+import { AssistantView, UserView, setModelLabels, viewOf } from "./messages.js";
+import { copyText, flashCopied, handleCodeCopy, highlightWithin } from "./render.js";
+import { readEvents } from "./stream.js";
+import { Sidebar, conversationTitle } from "./sidebar.js";
+
+const config = JSON.parse(document.getElementById("chat-config").textContent);
+setCsrfFallback(config.csrfToken);
+
+const $ = (id) => document.getElementById(id);
+const app = $("app");
+const scroller = $("scroller");
+const list = $("message-list");
+const emptyState = $("empty-state");
+const historyMore = $("history-more");
+const jumpLatest = $("jump-latest");
+const titleEl = $("conversation-title");
+const modelSelect = $("model-select");
+const promptToggle = $("system-prompt-toggle");
+const promptPanel = $("system-prompt-panel");
+const promptInput = $("system-prompt");
+const promptStatus = $("system-prompt-status");
+const composer = $("composer");
+const input = $("composer-input");
+const sendButton = $("send-button");
+const stopButton = $("stop-button");
+const composerError = $("composer-error");
+const counter = $("composer-count");
+const modelNotice = $("model-notice");
+const toast = $("toast");
+const phone = window.matchMedia("(max-width: 800px)");
+
+const UUID = /^\/c\/([0-9a-f-]{36})\/?$/i;
+const PAGE_SIZE = 50;
+const NEW = "new";
+
+const state = {
+  conversation: null, // the open conversation, or null for a new chat not yet created
+  token: 0, // changes whenever the view switches conversation
+  previous: null, // URL of the next older page of messages
+  loadingOlder: false,
+  stick: true, // follow the newest text while it streams
+  creating: null,
+  draftModel: localStorage.getItem("chatsite:model") || config.defaultModel,
+  draftSystemPrompt: "",
+  modelConfigured: config.modelConfigured,
+  sessions: new Map(),
+};
+
+// --- small helpers ------------------------------------------------------------------------------
+
+// The language switch returns to the page shown now, not to the one first loaded.
+function syncLanguageSwitch() {
+  for (const field of document.querySelectorAll(".lang-switch input[name='next']")) {
+    field.value = window.location.pathname;
+  }
+}
+
+function navigate(path, { replace = false } = {}) {
+  if (window.location.pathname === path) return;
+  if (replace) history.replaceState({}, "", path);
+  else history.pushState({}, "", path);
+  syncLanguageSwitch();
+}
+
+function currentId() {
+  return state.conversation ? state.conversation.id : null;
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new DOMException("Aborted", "AbortError"));
+    }, { once: true });
+  });
+}
+
+function errorText(error) {
+  if (!(error instanceof ApiError)) return error?.message || t("error_generic");
+  switch (error.code) {
+    case "network_error":
+      return t("network_error");
+    case "rate_limited":
+      return t("rate_limited", { seconds: error.retryAfter ?? error.data.retry_after ?? 60 });
+    case "model_not_configured":
+      return t("no_model");
+    case "reply_in_progress":
+      return t("reply_in_progress");
+    default:
+      return error.detail || t("error_generic");
+  }
+}
+
+let toastTimer = 0;
+function showToast(message) {
+  toast.querySelector(".toast__text").textContent = message;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    toast.hidden = true;
+  }, 8000);
+}
+toast.querySelector("button").addEventListener("click", () => {
+  toast.hidden = true;
+});
+
+function reportError(error) {
+  if (error?.name === "AbortError") return;
+  showToast(errorText(error));
+}
+
+window.addEventListener("chatsite:signed-out", () => {
+  const next = encodeURIComponent(window.location.pathname);
+  window.location.assign(`${config.loginUrl}?next=${next}`);
+});
+
+function confirmDialog(message, okLabel) {
+  const dialog = $("confirm-dialog");
+  $("confirm-message").textContent = message;
+  $("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+    $("confirm-cancel").focus();
+  });
+}
+
+// --- local storage: drafts and messages that never reached the server ------------------------
+
+function draftKey(id) {
+  return `chatsite:draft:${id || NEW}`;
+}
+
+function saveDraft() {
+  const key = draftKey(currentId());
+  if (input.value) localStorage.setItem(key, input.value);
+  else localStorage.removeItem(key);
+}
+
+function unsentKey(id) {
+  return `chatsite:unsent:${id}`;
+}
+
+function unsentList(id) {
+  try {
+    return JSON.parse(localStorage.getItem(unsentKey(id)) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+function storeUnsent(id, entries) {
+  if (entries.length) localStorage.setItem(unsentKey(id), JSON.stringify(entries));
+  else localStorage.removeItem(unsentKey(id));
+}
+
+function rememberUnsent(id, view, reason) {
+  view.unsentKey ??= `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  const entries = unsentList(id).filter((entry) => entry.key !== view.unsentKey);
+  entries.push({ key: view.unsentKey, content: view.content, reason });
+  storeUnsent(id, entries);
+}
+
+function forgetUnsent(id, view) {
+  if (!view.unsentKey) return;
+  storeUnsent(id, unsentList(id).filter((entry) => entry.key !== view.unsentKey));
+  view.unsentKey = null;
+}
+
+// --- scrolling ----------------------------------------------------------------------------------
+
+function nearBottom() {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 64;
+}
+
+function scrollToBottom() {
+  scroller.scrollTop = scroller.scrollHeight;
+  state.stick = true;
+  jumpLatest.hidden = true;
+}
+
+scroller.addEventListener("scroll", () => {
+  state.stick = nearBottom();
+  jumpLatest.hidden = state.stick;
+  if (scroller.scrollTop < 400) loadOlder();
+}, { passive: true });
+
+// Any growth of the conversation (streamed text, highlighting) keeps the newest line in view,
+// unless the reader has scrolled up to read something else.
+new ResizeObserver(() => {
+  if (state.stick) scroller.scrollTop = scroller.scrollHeight;
+}).observe(list);
+
+jumpLatest.addEventListener("click", () => {
+  scrollToBottom();
+  input.focus();
+});
+
+// --- sessions: one reply at a time per conversation, later messages queued -----------------------
+
+function sessionFor(id) {
+  let session = state.sessions.get(id);
+  if (!session) {
+    session = { id, busy: false, controller: null, queue: [], user: null, assistant: null };
+    state.sessions.set(id, session);
+  }
+  return session;
+}
+
+function isBusy(id) {
+  const session = id && state.sessions.get(id);
+  return Boolean(session && (session.busy || session.queue.length));
+}
+
+function updateControls() {
+  const session = state.sessions.get(currentId());
+  const streaming = Boolean(session && session.busy);
+  stopButton.hidden = !streaming;
+  sendButton.title = streaming ? t("send_queued_hint") : t("send");
+  refreshActions();
+}
+
+function refreshActions() {
+  const busy = isBusy(currentId());
+  const messages = [...list.children].filter((el) => el.dataset.id || el.classList.contains("msg--assistant"));
+  const last = messages[messages.length - 1];
+  for (const el of list.querySelectorAll(".msg--assistant")) {
+    viewOf(el)?.setActions({ last: el === last, busy });
+  }
+}
+
+function showEmptyState() {
+  emptyState.hidden = list.children.length > 0;
+}
+
+function appendToView(id, ...elements) {
+  if (id !== currentId()) return;
+  list.append(...elements);
+  showEmptyState();
+}
+
+async function enqueue(content, existing = null) {
+  let id = currentId();
+  if (!id) {
+    try {
+      id = await createConversation();
+    } catch (error) {
+      input.value = input.value || content;
+      autosize();
+      saveDraft();
+      showComposerError(errorText(error));
+      return;
+    }
+  }
+  const session = sessionFor(id);
+  const view = existing || new UserView(content);
+  if (existing) forgetUnsent(id, existing);
+  view.setState(session.busy ? "queued" : "sending");
+  session.queue.push({ type: "send", content, user: view });
+  appendToView(id, view.el);
+  if (id === currentId()) scrollToBottom();
+  pump(session);
+  updateControls();
+}
+
+function regenerate(view) {
+  const id = currentId();
+  if (!id) return;
+  const session = sessionFor(id);
+  session.queue.push({ type: "regenerate", assistant: view });
+  pump(session);
+}
+
+function pump(session) {
+  if (session.busy || !session.queue.length) return;
+  const job = session.queue.shift();
+  run(session, job).catch(reportError);
+}
+
+async function openReply(session, job, signal) {
+  // A reply stopped a moment ago may still be closing on the server: wait briefly for it.
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return job.type === "send"
+        ? await api.sendMessage(session.id, job.content, signal)
+        : await api.regenerate(session.id, signal);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "reply_in_progress" && attempt < 6) {
+        await sleep(500 * (attempt + 1), signal);
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
+async function run(session, job) {
+  session.busy = true;
+  const controller = new AbortController();
+  session.controller = controller;
+  let assistant = job.assistant;
+  const previous = assistant ? assistant.message : null;
+  if (job.type === "send") {
+    job.user.setState("sending");
+    assistant = new AssistantView();
+    if (job.user.el.parentNode) job.user.el.after(assistant.el);
+  }
+  session.user = job.user || null;
+  session.assistant = assistant;
+  assistant.startThinking();
+  updateControls();
+  if (session.id === currentId()) scrollToBottom();
+
+  let started = false;
+  let finished = false;
+  try {
+    const response = await openReply(session, job, controller.signal);
+    for await (const { event, data } of readEvents(response)) {
+      if (event === "start") {
+        started = true;
+        if (data.user_message) job.user?.saved(data.user_message);
+        assistant.started(data.assistant_message);
+        refreshConversation(session.id);
+      } else if (event === "delta") {
+        assistant.append(data.content);
+      } else if (event === "done") {
+        finished = true;
+        assistant.end(data.message);
+      } else if (event === "error") {
+        finished = true;
+        assistant.fail(data.message, data.detail);
+      }
+    }
+    if (!finished) assistant.fail(null, t("connection_lost"));
+  } catch (error) {
+    if (error.name === "AbortError") {
+      assistant.stopped();
+    } else if (!started && job.type === "send") {
+      // Nothing was saved: the message stays on screen (and across reloads) with Retry.
+      assistant.el.remove();
+      const reason = errorText(error);
+      job.user.setState("unsent", reason);
+      rememberUnsent(session.id, job.user, reason);
+      if (error.code === "model_not_configured") setModelConfigured(false);
+    } else if (!started && previous) {
+      assistant.restore(previous, errorText(error));
+    } else {
+      assistant.fail(null, errorText(error));
+    }
+  } finally {
+    session.busy = false;
+    session.controller = null;
+    session.user = null;
+    session.assistant = null;
+    if (session.id === currentId()) updateControls();
+    pump(session);
+  }
+}
+
+function stop() {
+  state.sessions.get(currentId())?.controller?.abort();
+}
+
+async function refreshConversation(id) {
+  try {
+    const conversation = await api.conversation(id);
+    sidebar.upsert(conversation, { top: true });
+    if (id === currentId()) {
+      state.conversation = conversation;
+      showTitle();
+    }
+  } catch (error) {
+    if (error.status !== 404) reportError(error);
+  }
+}
+
+// --- the conversation view ----------------------------------------------------------------------
+
+function showTitle() {
+  const title = state.conversation ? conversationTitle(state.conversation) : t("new_chat");
+  titleEl.textContent = title;
+  document.title = `${title} · ${config.siteName}`;
+}
+
+function viewFor(message) {
+  return message.role === "user" ? new UserView(message.content, message) : new AssistantView(message);
+}
+
+function resetView() {
+  state.token += 1;
+  state.previous = null;
+  state.loadingOlder = false;
+  list.replaceChildren();
+  historyMore.hidden = true;
+  composerError.hidden = true;
+}
+
+function loadDraft() {
+  input.value = localStorage.getItem(draftKey(currentId())) || "";
+  autosize();
+  updateCount();
+}
+
+function showNewChat({ push = false } = {}) {
+  resetView();
+  state.conversation = null;
+  if (push) navigate("/");
+  sidebar.setActive(null);
+  showTitle();
+  showModel();
+  showSystemPrompt();
+  showEmptyState();
+  loadDraft();
+  updateControls();
+  closeSidebarOnPhone();
+  if (!phone.matches) input.focus();
+}
+
+async function openConversation(id, { push = false } = {}) {
+  resetView();
+  const token = state.token;
+  if (push) navigate(`/c/${id}/`);
+  state.conversation = { id, title: "", model: state.draftModel, system_prompt: "" };
+  sidebar.setActive(id);
+  titleEl.textContent = "";
+  emptyState.hidden = true;
+  list.setAttribute("aria-busy", "true");
+  loadDraft();
+  closeSidebarOnPhone();
+  let conversation;
+  let page;
+  try {
+    [conversation, page] = await Promise.all([api.conversation(id), api.latestMessages(id, PAGE_SIZE)]);
+  } catch (error) {
+    if (token !== state.token) return;
+    list.removeAttribute("aria-busy");
+    if (error.status === 404) {
+      showToast(t("conversation_not_found"));
+      navigate("/", { replace: true });
+      showNewChat();
+    } else {
+      reportError(error);
+    }
+    return;
+  }
+  if (token !== state.token) return;
+  list.removeAttribute("aria-busy");
+  state.conversation = conversation;
+  sidebar.upsert(conversation);
+  showTitle();
+  showModel();
+  showSystemPrompt();
+
+  const session = state.sessions.get(id);
+  const live = new Map();
+  if (session?.user?.el.dataset.id) live.set(session.user.el.dataset.id, session.user.el);
+  if (session?.assistant?.el.dataset.id) live.set(session.assistant.el.dataset.id, session.assistant.el);
+  const elements = page.results.map((message) => live.get(message.id) || viewFor(message).el);
+  list.replaceChildren(...elements);
+  // A reply of this tab still starting (no ids yet), then the queue, then what never got sent.
+  if (session?.user && !session.user.el.isConnected) list.append(session.user.el);
+  if (session?.assistant && !session.assistant.el.isConnected) list.append(session.assistant.el);
+  for (const job of session?.queue || []) if (job.user) list.append(job.user.el);
+  for (const entry of unsentList(id)) {
+    const view = new UserView(entry.content);
+    view.unsentKey = entry.key;
+    view.setState("unsent", entry.reason);
+    list.append(view.el);
+  }
+  state.previous = page.previous;
+  historyMore.hidden = !state.previous;
+  showEmptyState();
+  updateControls();
+  scrollToBottom();
+  highlightWithin(list).catch(() => {});
+  if (!phone.matches) input.focus();
+  const last = page.results[page.results.length - 1];
+  if (last && last.status === "streaming" && !session?.busy) watchStreaming(id, token, last.id);
+  // A short first page leaves no room to scroll: fetch older messages straight away.
+  if (state.previous && scroller.scrollHeight <= scroller.clientHeight + 400) loadOlder();
+}
+
+async function loadOlder() {
+  if (state.loadingOlder || !state.previous) return;
+  const token = state.token;
+  state.loadingOlder = true;
+  historyMore.setAttribute("aria-busy", "true");
+  try {
+    const page = await api.page(state.previous);
+    if (token !== state.token) return;
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    const elements = page.results.map((message) => viewFor(message).el);
+    list.prepend(...elements);
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    state.previous = page.previous;
+    historyMore.hidden = !state.previous;
+    highlightWithin(list).catch(() => {});
+  } catch (error) {
+    if (token === state.token) reportError(error);
+  } finally {
+    if (token === state.token) {
+      state.loadingOlder = false;
+      historyMore.removeAttribute("aria-busy");
+      if (state.previous && scroller.scrollTop < 400) requestAnimationFrame(loadOlder);
+    }
+  }
+}
+
+historyMore.addEventListener("click", loadOlder);
+
+// A reply still being written by another tab (or one stopped a moment ago): follow it until it ends.
+async function watchStreaming(id, token, messageId) {
+  for (let round = 0; round < 300 && token === state.token; round += 1) {
+    await sleep(round < 5 ? 1000 : 3000);
+    if (token !== state.token) return;
+    let page;
+    try {
+      page = await api.latestMessages(id, 5);
+    } catch {
+      continue;
+    }
+    if (token !== state.token) return;
+    const message = page.results.find((m) => m.id === messageId);
+    const el = list.querySelector(`li[data-id="${CSS.escape(messageId)}"]`);
+    const view = el && viewOf(el);
+    if (!message || !view) return;
+    view.apply(message);
+    if (message.status !== "streaming") {
+      highlightWithin(view.body).catch(() => {});
+      refreshActions();
+      return;
+    }
+  }
+}
+
+list.addEventListener("click", (event) => {
+  if (handleCodeCopy(event)) return;
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const view = viewOf(button.closest("li.msg"));
+  if (!view) return;
+  const action = button.dataset.action;
+  if (action === "copy") {
+    copyText(view.text).then(() => flashCopied(button), () => {});
+  } else if (action === "regenerate" || action === "retry") {
+    button.hidden = true;
+    regenerate(view);
+  } else if (action === "resend") {
+    const id = currentId();
+    view.el.remove();
+    enqueue(view.content, view).catch(reportError);
+    if (id) forgetUnsent(id, view);
+  } else if (action === "edit") {
+    const id = currentId();
+    if (id) forgetUnsent(id, view);
+    view.el.remove();
+    input.value = input.value ? `${view.content}\n\n${input.value}` : view.content;
+    autosize();
+    updateCount();
+    saveDraft();
+    showEmptyState();
+    input.focus();
+  } else if (action === "cancel") {
+    const session = state.sessions.get(currentId());
+    if (session) session.queue = session.queue.filter((job) => job.user !== view);
+    view.el.remove();
+    showEmptyState();
+    updateControls();
+    input.focus();
+  }
+});
+
+// --- new conversations --------------------------------------------------------------------------
+
+function createConversation() {
+  state.creating ??= (async () => {
+    try {
+      const conversation = await api.createConversation({
+        model: modelSelect.value || state.draftModel,
+        system_prompt: state.draftSystemPrompt,
+      });
+      localStorage.removeItem(draftKey(null));
+      state.draftSystemPrompt = "";
+      if (!state.conversation) {
+        state.conversation = conversation;
+        navigate(`/c/${conversation.id}/`);
+        sidebar.setActive(conversation.id);
+        showTitle();
+      }
+      sidebar.upsert(conversation, { top: true });
+      return conversation.id;
+    } finally {
+      state.creating = null;
+    }
+  })();
+  return state.creating;
+}
+
+// --- models and system prompt -------------------------------------------------------------------
+
+let models = [];
+
+function setModelConfigured(configured) {
+  state.modelConfigured = configured;
+  modelNotice.hidden = configured;
+}
+
+async function loadModels() {
+  try {
+    models = await api.models();
+    setModelConfigured(models.some((m) => m.configured));
+  } catch (error) {
+    models = [];
+    if (error.code === "model_not_configured") setModelConfigured(false);
+    else reportError(error);
+  }
+  // A remembered choice that is no longer offered gives way to the default.
+  const usable = (id) => models.some((m) => m.id === id && m.configured);
+  if (models.length && !usable(state.draftModel)) {
+    state.draftModel = usable(config.defaultModel)
+      ? config.defaultModel
+      : (models.find((m) => m.configured) || models[0]).id;
+  }
+  setModelLabels(new Map(models.map((m) => [m.id, m.label])));
+  for (const el of list.querySelectorAll(".msg--assistant")) viewOf(el)?.renderMeta();
+  showModel();
+}
+
+function showModel() {
+  const chosen = state.conversation ? state.conversation.model : state.draftModel;
+  const options = models.map((m) => {
+    const option = new Option(m.configured ? m.label : t("model_unconfigured", { label: m.label }), m.id);
+    option.disabled = !m.configured;
+    return option;
+  });
+  if (chosen && !models.some((m) => m.id === chosen)) {
+    options.unshift(new Option(models.length ? t("model_unavailable", { label: chosen }) : chosen, chosen));
+  }
+  modelSelect.replaceChildren(...options);
+  modelSelect.value = chosen || "";
+  modelSelect.disabled = !models.length;
+}
+
+modelSelect.addEventListener("change", async () => {
+  const model = modelSelect.value;
+  localStorage.setItem("chatsite:model", model);
+  if (!state.conversation) {
+    state.draftModel = model;
+    return;
+  }
+  const id = state.conversation.id;
+  try {
+    const conversation = await api.updateConversation(id, { model });
+    if (id === currentId()) state.conversation = conversation;
+  } catch (error) {
+    reportError(error);
+    showModel();
+  }
+});
+
+function showSystemPrompt() {
+  const prompt = state.conversation ? state.conversation.system_prompt : state.draftSystemPrompt;
+  promptInput.value = prompt || "";
+  promptStatus.textContent = "";
+  promptToggle.classList.toggle("has-value", Boolean(prompt));
+}
+
+promptToggle.addEventListener("click", () => {
+  const open = promptPanel.hidden;
+  promptPanel.hidden = !open;
+  promptToggle.setAttribute("aria-expanded", String(open));
+  if (open) promptInput.focus();
+});
+
+$("system-prompt-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const prompt = promptInput.value;
+  if (prompt.length > config.maxSystemPromptChars) {
+    promptStatus.textContent = t("too_long", { count: prompt.length, max: config.maxSystemPromptChars });
+    return;
+  }
+  if (!state.conversation) {
+    state.draftSystemPrompt = prompt;
+    promptStatus.textContent = t("prompt_saved_new");
+  } else {
+    const id = state.conversation.id;
+    try {
+      const conversation = await api.updateConversation(id, { system_prompt: prompt });
+      if (id === currentId()) state.conversation = conversation;
+      promptStatus.textContent = t("prompt_saved");
+    } catch (error) {
+      promptStatus.textContent = errorText(error);
+      return;
+    }
+  }
+  promptToggle.classList.toggle("has-value", Boolean(prompt));
+});
+
+// --- the composer -------------------------------------------------------------------------------
+
+function autosize() {
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight, Math.round(window.innerHeight * 0.4))}px`;
+}
+
+function updateCount() {
+  const length = input.value.length;
+  counter.textContent = t("char_count", { count: length, max: config.maxMessageChars });
+  counter.classList.toggle("is-over", length > config.maxMessageChars);
+  counter.hidden = length < config.maxMessageChars * 0.8;
+}
+
+function showComposerError(message) {
+  composerError.textContent = message;
+  composerError.hidden = false;
+  input.setAttribute("aria-invalid", "true");
+}
+
+function clearComposerError() {
+  composerError.hidden = true;
+  composerError.textContent = "";
+  input.removeAttribute("aria-invalid");
+}
+
+let draftTimer = 0;
+input.addEventListener("input", () => {
+  autosize();
+  updateCount();
+  if (!composerError.hidden) clearComposerError();
+  clearTimeout(draftTimer);
+  draftTimer = setTimeout(saveDraft, 300);
+});
+
+input.addEventListener("keydown", (event) => {
+  // Enter while an input method is composing picks a candidate; it must not send.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    event.preventDefault();
+    composer.requestSubmit();
+  } else if (event.key === "Escape" && !stopButton.hidden) {
+    stop();
+  }
+});
+
+composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const content = input.value;
+  if (!content.trim()) {
+    showComposerError(t("empty_message"));
+    input.focus();
+    return;
+  }
+  if (content.length > config.maxMessageChars) {
+    showComposerError(t("too_long", { count: content.length, max: config.maxMessageChars }));
+    input.focus();
+    return;
+  }
+  if (!state.modelConfigured) {
+    showComposerError(t("no_model"));
+    return;
+  }
+  clearComposerError();
+  input.value = "";
+  clearTimeout(draftTimer);
+  saveDraft();
+  autosize();
+  updateCount();
+  enqueue(content).catch(reportError);
+  input.focus();
+});
+
+stopButton.addEventListener("click", () => {
+  stop();
+  input.focus();
+});
+
+// --- sidebar, navigation, phone layout ----------------------------------------------------------
+
+function openSidebar(open) {
+  app.classList.toggle("is-sidebar-open", open);
+  $("sidebar-toggle").setAttribute("aria-expanded", String(open));
+  if (open) $("conversation-search").focus();
+}
+
+function closeSidebarOnPhone() {
+  if (phone.matches && app.classList.contains("is-sidebar-open")) openSidebar(false);
+}
+
+$("sidebar-toggle").addEventListener("click", () => openSidebar(!app.classList.contains("is-sidebar-open")));
+$("sidebar-close").addEventListener("click", () => {
+  openSidebar(false);
+  $("sidebar-toggle").focus();
+});
+$("scrim").addEventListener("click", () => openSidebar(false));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && app.classList.contains("is-sidebar-open") && phone.matches) {
+    openSidebar(false);
+    $("sidebar-toggle").focus();
+  }
+});
+
+$("new-chat").addEventListener("click", () => showNewChat({ push: true }));
+
+$("empty-state").addEventListener("click", (event) => {
+  const example = event.target.closest("[data-example]");
+  if (!example) return;
+  input.value = example.textContent;
+  autosize();
+  updateCount();
+  input.focus();
+});
+
+const sidebar = new Sidebar({
+  onSelect: (id) => {
+    if (id === currentId()) {
+      closeSidebarOnPhone();
+      return;
+    }
+    openConversation(id, { push: true });
+  },
+  onDeleted: (id) => {
+    localStorage.removeItem(draftKey(id));
+    localStorage.removeItem(unsentKey(id));
+    state.sessions.get(id)?.controller?.abort();
+    state.sessions.delete(id);
+    if (id === currentId()) showNewChat({ push: true });
+  },
+  onRenamed: (conversation) => {
+    if (conversation.id === currentId()) {
+      state.conversation = conversation;
+      showTitle();
+    }
+  },
+  onError: reportError,
+  confirm: confirmDialog,
+});
+
+function route() {
+  syncLanguageSwitch();
+  const match = UUID.exec(window.location.pathname);
+  if (match) openConversation(match[1].toLowerCase());
+  else showNewChat();
+}
+
+window.addEventListener("popstate", route);
+
+
+setModelConfigured(state.modelConfigured);
+sidebar.reload("");
+loadModels();
+route();
+app.classList.add("is-ready");

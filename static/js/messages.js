@@ -1,0 +1,276 @@
+// Message bubbles: user messages as plain text, assistant replies as sanitised Markdown.
+
+import { formatNumber, formatSeconds, t } from "./i18n.js";
+import { highlightWithin, renderMarkdown } from "./render.js";
+import { icon } from "./sidebar.js";
+
+const views = new WeakMap();
+
+export function viewOf(element) {
+  return views.get(element) || null;
+}
+
+function make(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function actionButton(action, label, iconName, { text = false } = {}) {
+  const node = make("button", `msg__action msg__action--${action}`);
+  node.type = "button";
+  node.dataset.action = action;
+  node.title = label;
+  node.append(icon(iconName));
+  if (text) node.append(make("span", "", label));
+  else node.setAttribute("aria-label", label);
+  node.hidden = true;
+  return node;
+}
+
+let modelLabels = new Map();
+
+export function setModelLabels(map) {
+  modelLabels = map;
+}
+
+export class UserView {
+  constructor(content, message = null) {
+    this.content = content;
+    this.message = message;
+    this.el = make("li", "msg msg--user");
+    this.el.append(make("h3", "visually-hidden", t("you_said")));
+    const bubble = make("div", "msg__bubble");
+    // Plain text, never parsed: whatever the user typed is shown exactly as typed.
+    this.text = make("div", "msg__text", content);
+    bubble.append(this.text);
+    this.state = make("p", "msg__state");
+    this.state.hidden = true;
+    const foot = make("div", "msg__foot");
+    this.actions = make("div", "msg__actions");
+    this.retry = actionButton("resend", t("retry"), "retry", { text: true });
+    this.edit = actionButton("edit", t("edit"), "edit", { text: true });
+    this.cancel = actionButton("cancel", t("cancel_queued"), "close", { text: true });
+    this.actions.append(this.retry, this.edit, this.cancel);
+    foot.append(this.state, this.actions);
+    this.el.append(bubble, foot);
+    views.set(this.el, this);
+    if (message) this.saved(message);
+  }
+
+  saved(message) {
+    this.message = message;
+    this.el.dataset.id = message.id;
+    this.el.dataset.seq = message.seq;
+    this.setState("");
+  }
+
+  // "", "queued", "sending" or "unsent" (with the reason).
+  setState(state, reason = "") {
+    this.el.dataset.state = state;
+    this.el.classList.toggle("is-queued", state === "queued");
+    this.el.classList.toggle("is-unsent", state === "unsent");
+    const text = {
+      queued: t("queued"),
+      unsent: reason ? t("not_sent_reason", { reason }) : t("not_sent"),
+    }[state];
+    this.state.textContent = text || "";
+    this.state.hidden = !text;
+    this.state.classList.toggle("is-error", state === "unsent");
+    this.cancel.hidden = state !== "queued";
+    this.retry.hidden = state !== "unsent";
+    this.edit.hidden = state !== "unsent";
+  }
+}
+
+export class AssistantView {
+  constructor(message = null) {
+    this.el = make("li", "msg msg--assistant");
+    this.el.append(make("h3", "visually-hidden", t("assistant_said")));
+    const bubble = make("div", "msg__bubble");
+    this.thinking = make("p", "msg__thinking");
+    this.thinking.setAttribute("aria-hidden", "true");
+    this.thinking.hidden = true;
+    this.body = make("div", "msg__body markdown");
+    this.notice = make("div", "msg__notice");
+    this.notice.hidden = true;
+    bubble.append(this.thinking, this.body, this.notice);
+    const foot = make("div", "msg__foot");
+    this.meta = make("p", "msg__meta");
+    this.actions = make("div", "msg__actions");
+    this.copy = actionButton("copy", t("copy_reply"), "copy");
+    this.regenerate = actionButton("regenerate", t("regenerate"), "retry", { text: true });
+    this.retry = actionButton("retry", t("retry"), "retry", { text: true });
+    this.actions.append(this.copy, this.regenerate, this.retry);
+    foot.append(this.meta, this.actions);
+    this.el.append(bubble, foot);
+    views.set(this.el, this);
+    this.text = "";
+    this.message = null;
+    this.live = false;
+    this.frame = 0;
+    this.timer = 0;
+    if (message) this.apply(message);
+  }
+
+  get status() {
+    return this.message?.status || "streaming";
+  }
+
+  // A saved message from the API: content, status, usage.
+  apply(message) {
+    this.message = message;
+    this.el.dataset.id = message.id;
+    this.el.dataset.seq = message.seq;
+    this.el.dataset.status = message.status;
+    this.text = message.content || "";
+    this.render();
+    this.renderStatus();
+    this.renderMeta();
+  }
+
+  startThinking() {
+    this.live = true;
+    this.text = "";
+    this.body.replaceChildren();
+    this.notice.hidden = true;
+    this.meta.textContent = "";
+    this.el.dataset.status = "streaming";
+    if (this.message) this.message = { ...this.message, status: "streaming", usage: null };
+    this.el.setAttribute("aria-busy", "true");
+    this.el.classList.add("is-thinking");
+    this.thinking.hidden = false;
+    const started = performance.now();
+    const tick = () => {
+      this.thinking.textContent = t("thinking", { seconds: formatSeconds(performance.now() - started) });
+    };
+    tick();
+    clearInterval(this.timer);
+    this.timer = setInterval(tick, 100);
+  }
+
+  stopThinking() {
+    clearInterval(this.timer);
+    this.timer = 0;
+    this.thinking.hidden = true;
+    this.el.classList.remove("is-thinking");
+  }
+
+  started(message) {
+    this.message = message;
+    this.el.dataset.id = message.id;
+    this.el.dataset.seq = message.seq;
+  }
+
+  append(delta) {
+    if (this.timer) this.stopThinking();
+    this.text += delta;
+    // One render per frame however fast the tokens come.
+    if (!this.frame) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.render();
+      });
+    }
+  }
+
+  end(message) {
+    this.stopThinking();
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.live = false;
+    this.el.removeAttribute("aria-busy");
+    if (message) {
+      this.apply(message);
+    } else {
+      this.render();
+      this.renderStatus();
+      this.renderMeta();
+    }
+    highlightWithin(this.body).catch(() => {});
+  }
+
+  // The server saved nothing new: keep the previous reply and say why the attempt failed.
+  restore(previous, reason) {
+    this.end(previous);
+    this.showNotice("error", reason);
+  }
+
+  fail(message, reason) {
+    if (message) {
+      this.end({ ...message, error_detail: message.error_detail || reason });
+    } else {
+      this.message = { ...(this.message || {}), status: "error", error_detail: reason, content: this.text };
+      this.el.dataset.status = "error";
+      this.end(null);
+    }
+  }
+
+  stopped() {
+    this.message = { ...(this.message || {}), status: "interrupted", error_code: "stopped", content: this.text };
+    this.el.dataset.status = "interrupted";
+    this.end(null);
+  }
+
+  render() {
+    if (this.text) {
+      renderMarkdown(this.body, this.text);
+      this.body.hidden = false;
+    } else {
+      this.body.replaceChildren();
+      this.body.hidden = this.live || this.status !== "complete";
+      if (!this.body.hidden) this.body.append(make("p", "msg__empty", t("empty_reply")));
+    }
+  }
+
+  showNotice(kind, text, title = "") {
+    this.notice.className = `msg__notice msg__notice--${kind}`;
+    this.notice.replaceChildren();
+    if (kind === "error") this.notice.append(make("strong", "", t("error_heading")), " ");
+    this.notice.append(text);
+    this.notice.title = title;
+    this.notice.hidden = false;
+  }
+
+  renderStatus() {
+    const message = this.message || {};
+    this.notice.hidden = true;
+    if (message.status === "error") {
+      const code = message.error_code ? t("error_code", { code: message.error_code }) : "";
+      this.showNotice("error", message.error_detail || t("error_generic"), code);
+    } else if (message.status === "interrupted") {
+      const text = message.error_code === "worker_lost" ? t("interrupted_server") : t("stopped");
+      this.showNotice("stopped", text);
+    } else if (message.status === "streaming" && !this.live) {
+      this.showNotice("streaming", t("still_writing"));
+    }
+  }
+
+  renderMeta() {
+    const message = this.message || {};
+    const parts = [];
+    if (message.model) parts.push(modelLabels.get(message.model) || message.model);
+    if (message.usage) {
+      parts.push(
+        t("usage", {
+          total: formatNumber(message.usage.total_tokens),
+          prompt: formatNumber(message.usage.prompt_tokens),
+          completion: formatNumber(message.usage.completion_tokens),
+        }),
+      );
+    }
+    this.meta.textContent = parts.join(" · ");
+    const timing = [];
+    if (message.ttft_ms != null) timing.push(t("first_token_after", { seconds: formatSeconds(message.ttft_ms) }));
+    if (message.duration_ms != null) timing.push(t("total_time", { seconds: formatSeconds(message.duration_ms) }));
+    this.meta.title = timing.join(" · ");
+  }
+
+  setActions({ last, busy }) {
+    const status = this.status;
+    this.copy.hidden = !this.text || this.live;
+    this.regenerate.hidden = !last || busy || this.live || !["complete", "interrupted"].includes(status);
+    this.retry.hidden = !last || busy || this.live || status !== "error";
+  }
+}

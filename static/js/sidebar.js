@@ -1,0 +1,265 @@
+// The sidebar: the user's conversations, newest first, a page at a time; search, rename, delete.
+
+import { api } from "./api.js";
+import { t } from "./i18n.js";
+
+export function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+  use.setAttribute("href", `#i-${name}`);
+  svg.append(use);
+  return svg;
+}
+
+export function conversationTitle(conversation) {
+  return (conversation && conversation.title) || t("untitled");
+}
+
+export class Sidebar {
+  constructor({ onSelect, onDeleted, onRenamed, onError, confirm }) {
+    this.list = document.getElementById("conversation-list");
+    this.more = document.getElementById("conversations-more");
+    this.empty = document.getElementById("conversations-empty");
+    this.status = document.getElementById("conversations-status");
+    this.search = document.getElementById("conversation-search");
+    this.onSelect = onSelect;
+    this.onDeleted = onDeleted;
+    this.onRenamed = onRenamed;
+    this.onError = onError;
+    this.confirm = confirm;
+    this.activeId = null;
+    this.next = null;
+    this.loading = false;
+    this.query = "";
+    this.generation = 0;
+
+    let timer = null;
+    this.search.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => this.reload(this.search.value.trim()), 250);
+    });
+    this.search.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      clearTimeout(timer);
+      this.reload(this.search.value.trim());
+    });
+    this.more.addEventListener("click", () => this.loadMore());
+    this.list.addEventListener("click", (event) => this.onClick(event));
+    // Next pages load as the end of the list scrolls into view; the button stays for keyboards.
+    new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) this.loadMore();
+    }, { root: this.list.closest(".sidebar__scroll"), rootMargin: "120px" }).observe(this.more);
+  }
+
+  async reload(query = this.query) {
+    this.query = query;
+    this.generation += 1;
+    const generation = this.generation;
+    this.loading = true;
+    this.list.setAttribute("aria-busy", "true");
+    try {
+      const page = await api.conversations({ search: query });
+      if (generation !== this.generation) return;
+      this.list.replaceChildren(...page.results.map((c) => this.item(c)));
+      this.next = page.next;
+      this.status.textContent = query ? t("search_results", { count: page.count }) : "";
+    } catch (error) {
+      if (generation === this.generation) this.onError(error);
+    } finally {
+      if (generation === this.generation) {
+        this.loading = false;
+        this.list.removeAttribute("aria-busy");
+        this.updateFooter();
+      }
+    }
+  }
+
+  async loadMore() {
+    if (this.loading || !this.next) return;
+    const generation = this.generation;
+    this.loading = true;
+    try {
+      const page = await api.page(this.next);
+      if (generation !== this.generation) return;
+      for (const conversation of page.results) {
+        if (!this.find(conversation.id)) this.list.append(this.item(conversation));
+      }
+      this.next = page.next;
+    } catch (error) {
+      this.onError(error);
+    } finally {
+      if (generation === this.generation) {
+        this.loading = false;
+        this.updateFooter();
+      }
+    }
+  }
+
+  updateFooter() {
+    this.more.hidden = !this.next;
+    const none = !this.list.children.length;
+    this.empty.hidden = !none;
+    this.empty.textContent = this.query ? t("no_matches") : t("no_conversations");
+  }
+
+  find(id) {
+    return this.list.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+  }
+
+  item(conversation) {
+    const li = document.createElement("li");
+    li.className = "conv";
+    li.dataset.id = conversation.id;
+    const link = document.createElement("a");
+    link.className = "conv__link";
+    link.href = `/c/${conversation.id}/`;
+    const title = document.createElement("span");
+    title.className = "conv__title";
+    link.append(title);
+    const actions = document.createElement("div");
+    actions.className = "conv__actions";
+    const rename = document.createElement("button");
+    rename.type = "button";
+    rename.className = "icon-btn conv__rename";
+    rename.dataset.action = "rename";
+    rename.append(icon("edit"));
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "icon-btn conv__delete";
+    remove.dataset.action = "delete";
+    remove.append(icon("trash"));
+    actions.append(rename, remove);
+    li.append(link, actions);
+    this.fill(li, conversation);
+    if (conversation.id === this.activeId) this.markActive(li);
+    return li;
+  }
+
+  fill(li, conversation) {
+    const name = conversationTitle(conversation);
+    li.querySelector(".conv__title").textContent = name;
+    li.querySelector(".conv__link").title = name;
+    li.querySelector(".conv__rename").setAttribute("aria-label", t("rename_named", { title: name }));
+    li.querySelector(".conv__rename").title = t("rename");
+    li.querySelector(".conv__delete").setAttribute("aria-label", t("delete_named", { title: name }));
+    li.querySelector(".conv__delete").title = t("delete");
+  }
+
+  markActive(li) {
+    li.classList.add("is-active");
+    li.querySelector(".conv__link").setAttribute("aria-current", "page");
+  }
+
+  setActive(id) {
+    this.activeId = id;
+    for (const li of this.list.querySelectorAll("li.is-active")) {
+      li.classList.remove("is-active");
+      li.querySelector(".conv__link").removeAttribute("aria-current");
+    }
+    const li = id && this.find(id);
+    if (li) this.markActive(li);
+  }
+
+  // A conversation that was created or just received a message moves to the top.
+  upsert(conversation, { top = false } = {}) {
+    let li = this.find(conversation.id);
+    if (this.query && !li) return;
+    if (!li) {
+      li = this.item(conversation);
+      this.list.prepend(li);
+    } else {
+      this.fill(li, conversation);
+      if (top && li !== this.list.firstElementChild) this.list.prepend(li);
+    }
+    this.updateFooter();
+  }
+
+  remove(id) {
+    this.find(id)?.remove();
+    this.updateFooter();
+  }
+
+  onClick(event) {
+    const li = event.target.closest("li.conv");
+    if (!li) return;
+    const action = event.target.closest("[data-action]")?.dataset.action;
+    if (action === "rename") this.startRename(li);
+    else if (action === "delete") this.delete(li);
+    else if (event.target.closest(".conv__link")) {
+      // Let the browser open new tabs and windows itself.
+      if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+      this.onSelect(li.dataset.id);
+    }
+  }
+
+  startRename(li) {
+    if (li.querySelector(".conv__input")) return;
+    const link = li.querySelector(".conv__link");
+    const original = li.querySelector(".conv__title").textContent;
+    const input = document.createElement("input");
+    input.type = "text";
+    input.className = "conv__input";
+    input.maxLength = 200;
+    input.value = original;
+    input.setAttribute("aria-label", t("new_title"));
+    link.hidden = true;
+    li.classList.add("is-editing");
+    li.insertBefore(input, link);
+    input.focus();
+    input.select();
+    let finished = false;
+    const finish = async (save) => {
+      if (finished) return;
+      finished = true;
+      const title = input.value.trim();
+      input.remove();
+      link.hidden = false;
+      li.classList.remove("is-editing");
+      li.querySelector(".conv__rename").focus();
+      if (!save || title === original) return;
+      try {
+        const conversation = await api.updateConversation(li.dataset.id, { title });
+        this.fill(li, conversation);
+        this.onRenamed(conversation);
+      } catch (error) {
+        this.onError(error);
+      }
+    };
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.isComposing) {
+        event.preventDefault();
+        finish(true);
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        finish(false);
+      }
+    });
+    input.addEventListener("blur", () => finish(true));
+  }
+
+  async delete(li) {
+    const name = li.querySelector(".conv__title").textContent;
+    const ok = await this.confirm(t("delete_confirm", { title: name }), t("delete"));
+    if (!ok) {
+      li.querySelector(".conv__delete").focus();
+      return;
+    }
+    try {
+      await api.deleteConversation(li.dataset.id);
+    } catch (error) {
+      if (error.status !== 404) {
+        this.onError(error);
+        return;
+      }
+    }
+    const next = li.nextElementSibling || li.previousElementSibling;
+    li.remove();
+    this.updateFooter();
+    (next?.querySelector(".conv__link") || document.getElementById("new-chat")).focus();
+    this.onDeleted(li.dataset.id);
+  }
+}

@@ -1,0 +1,78 @@
+"""Long histories open at once and page backwards; the sidebar pages forwards."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from conversations.models import Message
+from tests.factories import ConversationFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def make_messages(conversation, count: int) -> None:
+    Message.objects.bulk_create(
+        Message(
+            conversation=conversation,
+            seq=seq,
+            role="user" if seq % 2 else "assistant",
+            content=f"message number {seq}" + ("\n\n- a\n- **b**" if seq % 2 == 0 else ""),
+            status="complete",
+            model="lite",
+        )
+        for seq in range(1, count + 1)
+    )
+
+
+def test_thousand_message_conversation_opens_at_once_and_pages_back(open_page, spark, user):
+    conversation = ConversationFactory(user=user, title="Very long")
+    make_messages(conversation, 1000)
+    b = open_page(user=user)
+    page = b.page
+    started = time.monotonic()
+    page.goto(b.url(f"/c/{conversation.id}/"))
+    newest = page.locator("li.msg", has_text="message number 1000")
+    expect(newest).to_be_in_viewport()
+    assert time.monotonic() - started < 5
+    assert page.locator("li.msg").count() <= 100  # one page, not the whole conversation
+
+    # Scrolling up loads older pages; what the reader was looking at stays in place.
+    before = page.locator("li.msg").count()
+    anchor = page.locator("li.msg").first
+    anchor_text = anchor.inner_text()
+    page.locator("#scroller").evaluate("el => { el.scrollTop = 0; }")
+    expect(page.locator("li.msg")).not_to_have_count(before)
+    assert page.locator("li.msg").count() > before
+    anchored = page.locator("li.msg", has_text=anchor_text.splitlines()[-1]).first
+    box = anchored.bounding_box()
+    assert box is not None and 0 < box["y"] < 800, "the view jumped when older messages came in"
+    # Keep going back to the very first message.
+    for _ in range(40):
+        if page.locator("li.msg").first.get_attribute("data-seq") == "1":
+            break
+        page.locator("#scroller").evaluate("el => { el.scrollTop = 0; }")
+        page.wait_for_timeout(100)
+    first = page.locator("li.msg").first
+    expect(first).to_contain_text("message number 1")
+    assert first.get_attribute("data-seq") == "1"
+    expect(page.locator("#history-more")).to_be_hidden()
+    b.watch.assert_clean()
+
+
+def test_sidebar_loads_conversations_page_by_page(open_page, spark, user):
+    for number in range(1, 26):
+        ConversationFactory(user=user, title=f"Topic {number:02d}")
+    b = open_page(user=user)
+    page = b.page
+    page.goto(b.url("/"))
+    items = page.locator("#conversation-list li.conv")
+    expect(items).to_have_count(20)
+    expect(items.first).to_contain_text("Topic 25")  # newest first
+    page.locator(".sidebar__scroll").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    expect(items).to_have_count(25)
+    expect(items.last).to_contain_text("Topic 01")
+    expect(page.locator("#conversations-more")).to_be_hidden()
+    b.watch.assert_clean()
