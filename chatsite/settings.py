@@ -12,6 +12,7 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -37,6 +38,8 @@ JWT_SIGNING_KEY = env.str(
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A CSRF failure under /api/ answers the API's JSON error, not Django's HTML page.
+CSRF_FAILURE_VIEW = "chatsite.api.exceptions.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -72,7 +75,7 @@ MIDDLEWARE = [
     "chatsite.middleware.RejectNulMiddleware",
 ]
 
-ROOT_URLCONF = "chatsite.urls"
+ROOT_URLCONF = env.str("DJANGO_ROOT_URLCONF", default="chatsite.urls")
 WSGI_APPLICATION = "chatsite.wsgi.application"
 
 TEMPLATES = [
@@ -182,7 +185,7 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=DEBUG or TES
 WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 
 # --- REST API ---------------------------------------------------------------------------------
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     # JWT first: with session first, an anonymous API call would get 403 instead of 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
@@ -190,11 +193,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # DRF's JSON parser plus a body-size limit and a 400 for too-deep nesting (chatsite/api/parsers.py).
+    # DRF's JSON parser, with a 400 for too-deeply nested JSON (chatsite/api/parsers.py).
     "DEFAULT_PARSER_CLASSES": ["chatsite.api.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "chatsite.api.negotiation.JSONFallbackNegotiation",
     "EXCEPTION_HANDLER": "chatsite.api.exceptions.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Documents every error status with the one error shape (chatsite/api/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "chatsite.api.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "chatsite.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -224,6 +228,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chatsite.api.schema.postprocess",
+    ],
 }
 
 # --- CORS: only the configured origins, only under /api/ ---------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from uuid import UUID
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum, Window
 from django.db.models.functions import Length
@@ -29,7 +30,7 @@ def conversation_list(*, user: User, search: str = "") -> QuerySet[Conversation]
     return conversations.order_by("-updated_at", "-id")
 
 
-def conversation_get(*, user: User, conversation_id: object) -> Conversation:
+def conversation_get(*, user: User, conversation_id: UUID | str) -> Conversation:
     """The user's conversation, or ``Conversation.DoesNotExist`` (another user's too: 404, not 403)."""
     return Conversation.objects.get(user=user, pk=conversation_id)
 
@@ -99,7 +100,7 @@ def message_history_for_model(
     )
     if up_to_seq is not None:
         rows = rows.filter(seq__lte=up_to_seq)
-    rows = (
+    newest_first = (
         rows.annotate(
             chars_after=Window(Sum(Length("content")), order_by=F("seq").desc()) - Length("content")
         )
@@ -114,7 +115,7 @@ def message_history_for_model(
     # next question would resend a refused input (10013, 10907...) with every later message.
     turns: list[tuple[str, str]] = []
     used = 0
-    for role, content in rows:
+    for role, content in newest_first:
         text = content.strip()
         if not text or (turns and turns[-1][0] == role):
             continue
