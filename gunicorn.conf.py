@@ -64,10 +64,13 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
         except OSError:
             pass
     try:
-        subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter, manage.py, a worker id
+        subprocess.Popen(  # noqa: S603  # nosec B603 - fixed argv (manage.py), no shell
             [
-                sys.executable, os.path.join(_root, "manage.py"), "recover_streams",
-                "--worker", f"{socket.gethostname()}:{worker.pid}",
+                sys.executable,
+                os.path.join(_root, "manage.py"),
+                "recover_streams",
+                "--worker",
+                f"{socket.gethostname()}:{worker.pid}",
             ],
             cwd=_root,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "chatsite.settings"},
@@ -75,6 +78,25 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
         )
     except OSError:  # the master must survive; the next request to the conversation recovers too
         server.log.exception("could not start stream recovery for worker %s", worker.pid)
+
+
+# SQLite only: one connection each worker holds for its whole life. Requests open and close their
+# own connections (no stream holds one), and when the last connection to a WAL database closes,
+# SQLite checkpoints (with fsyncs) and deletes the WAL; that ran on nearly every request and,
+# being C code, stalled the whole gevent worker. See docs/benchmarks.md.
+_sqlite_keeper = None
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    global _sqlite_keeper
+    import sqlite3
+
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        _sqlite_keeper = sqlite3.connect(str(database["NAME"]))
+        _sqlite_keeper.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]

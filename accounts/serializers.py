@@ -23,5 +23,5 @@ class RegisterInputSerializer(serializers.Serializer):
 class UserOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.CharField()  # may be blank: "" is not an email address
     date_joined = serializers.DateTimeField()

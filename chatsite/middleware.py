@@ -8,7 +8,7 @@ from conversations import metrics
 
 
 class RequestMetricsMiddleware:
-    """Count requests by route pattern (not by URL, which would explode the label set) and status."""
+    """Count requests by route pattern (not by URL: that would explode the label set) and status."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.contrib.admin.views.main import ERROR_FLAG
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -125,6 +126,7 @@ def ratelimited_view(request: HttpRequest, exception: Exception) -> HttpResponse
     return response
 
 
+@csrf_exempt  # an unknown path is a 404 whatever the method, not a CSRF failure
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
         return json_error("Not found.", "not_found", 404)

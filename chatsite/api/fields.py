@@ -27,4 +27,8 @@ class StrictCharField(serializers.CharField):
             data.encode("utf-8")
         except UnicodeEncodeError:
             self.fail("surrogate")
+        # The limit holds for the string as sent, as the OpenAPI schema's maxLength says; DRF
+        # would count only what is left after trimming the whitespace around it.
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
