@@ -31,7 +31,10 @@ def conversation_list(*, user: User, search: str = "") -> QuerySet[Conversation]
 
 
 def conversation_get(*, user: User, conversation_id: UUID | str) -> Conversation:
-    """The user's conversation, or ``Conversation.DoesNotExist`` (another user's too: 404, not 403)."""
+    """The user's conversation, or ``Conversation.DoesNotExist``.
+
+    Another user's conversation does not exist either: the API answers 404, never 403.
+    """
     return Conversation.objects.get(user=user, pk=conversation_id)
 
 
@@ -66,7 +69,7 @@ _WORD = re.compile(f"[^\\s{_CJK}]+")
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough token count (spark-protocol.md: 1 token ≈ 1.5 Chinese characters ≈ 0.8 English words).
+    """A rough token count: spark-protocol.md's 1 token ≈ 1.5 Chinese characters ≈ 0.8 words.
 
     Errs high so that trimmed history stays under the window: a CJK character is 1/1.5 token, and
     other text the larger of 1.25 tokens a word and a token every CHARS_PER_TOKEN_MAX characters.

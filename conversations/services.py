@@ -396,7 +396,7 @@ def reply_stream(
     keepalive_seconds: float | None = None,
     client_gone: Callable[[], bool] | None = None,
 ) -> Iterator[object]:
-    """Step 3 streaming: yield ``Delta``s and then one ``Done`` or ``Failed``; ``KEEPALIVE`` while idle.
+    """Step 3, streaming: ``Delta``s, then one ``Done`` or ``Failed``; ``KEEPALIVE`` while idle.
 
     The provider is read by a producer thread (a greenlet under gevent) so that keep-alives flow
     while the model thinks and a client that goes away can abort the upstream read at once. Closing

@@ -150,9 +150,7 @@ _DIRECTIVE_NAMES = (
     "stall",
 )
 # [[name]] or [[name:VALUE]]; VALUE may hold anything but "]]" (HTML, newlines...).
-_DIRECTIVE_RE = re.compile(
-    r"\[\[(" + "|".join(_DIRECTIVE_NAMES) + r")(?::(.*?))?\]\]", re.DOTALL
-)
+_DIRECTIVE_RE = re.compile(r"\[\[(" + "|".join(_DIRECTIVE_NAMES) + r")(?::(.*?))?\]\]", re.DOTALL)
 
 # Non-blocking peek to notice a client that hung up (Linux/BSD; elsewhere only a
 # failed write tells us).
@@ -195,9 +193,7 @@ def split_tokens(text: str, count: int | None = None) -> list[str]:
 
 def _error_envelope(code: str | None, message: str) -> dict[str, Any]:
     # spark-protocol.md "Errors: two shapes" (1): code is a string, sid is in message.
-    return {
-        "error": {"message": message, "type": "api_error", "param": None, "code": code}
-    }
+    return {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
 
 
 def _error_name(code: int) -> str:
@@ -324,12 +320,8 @@ def _parse_directives(content: str, plan: _Plan) -> str:
                 raise ValueError(f"[[usage:{value}]]: expected 'separate' or 'last'")
             plan.usage_separate = value == "separate"
         elif name == "upstream":
-            if value is None or not (
-                value in ("auth", "nonjson") or value.strip().isdigit()
-            ):
-                raise ValueError(
-                    f"[[upstream:{value}]]: expected auth, nonjson or a numeric code"
-                )
+            if value is None or not (value in ("auth", "nonjson") or value.strip().isdigit()):
+                raise ValueError(f"[[upstream:{value}]]: expected auth, nonjson or a numeric code")
             plan.upstream = value.strip()
         elif name == "inband":
             # Default 10013 (input moderation): the typical in-band refusal.
@@ -393,23 +385,14 @@ def _validate(body: Any, require_alternation: bool) -> tuple[int, str] | None:
         if name not in body:
             continue
         value = body[name]
-        if (
-            not _is_number(value)
-            or value > high
-            or value < low
-            or (exclusive and value == low)
-        ):
+        if not _is_number(value) or value > high or value < low or (exclusive and value == low):
             return 10005, f"{name}={value!r} is out of range"
     if "top_k" in body and not isinstance(body["top_k"], int):
         return 10005, "top_k must be an integer"
     if "max_tokens" in body:
         value = body["max_tokens"]
         limit = MODEL_MAX_TOKENS.get(model, 8192)
-        if (
-            not isinstance(value, int)
-            or isinstance(value, bool)
-            or not 1 <= value <= limit
-        ):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
             return 10005, f"max_tokens={value!r} is outside 1..{limit} for {model}"
     if "stream" in body and not isinstance(body["stream"], bool):
         return 10005, "stream must be a boolean"
@@ -435,10 +418,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up (or stop() cutting connections) is normal: stay quiet.
         exc = sys.exc_info()[1]
-        if (
-            isinstance(exc, (ConnectionError, TimeoutError))
-            or self.spark._stop_event.is_set()
-        ):
+        if isinstance(exc, (ConnectionError, TimeoutError)) or self.spark._stop_event.is_set():
             return
         super().handle_error(request, client_address)
 
@@ -512,9 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
         spark = self.server.spark
         # spark-protocol.md: only POST {base}/chat/completions exists (no /v1/models).
         if self.command != "POST" or urlsplit(self.path).path != CHAT_PATH:
-            raise _Rejection(
-                404, _error_envelope(None, "Not Found"), "no such endpoint"
-            )
+            raise _Rejection(404, _error_envelope(None, "Not Found"), "no such endpoint")
 
         self._check_auth(body)
 
@@ -527,9 +505,7 @@ class _Handler(BaseHTTPRequestHandler):
         messages: list[dict[str, str]] = body["messages"]
         if model not in MODEL_WINDOWS:
             message = f"{_error_name(10005)} (sid: {sid})"
-            raise _Rejection(
-                400, _error_envelope("10005", message), f"unknown model {model!r}"
-            )
+            raise _Rejection(400, _error_envelope("10005", message), f"unknown model {model!r}")
 
         plan = spark._plan()
         try:
@@ -563,9 +539,7 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization") or ""
         scheme, _, password = header.partition(" ")
         if scheme.lower() != "bearer" or not password.strip():
-            raise _Rejection(
-                401, INVALID_USER_BODY, "missing or malformed Authorization header"
-            )
+            raise _Rejection(401, INVALID_USER_BODY, "missing or malformed Authorization header")
         passwords = spark.passwords
         if passwords is None:
             return
@@ -575,9 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
         if expected is None:
             expected = passwords.get("*")
         if expected is None or password != expected:
-            raise _Rejection(
-                401, INVALID_USER_BODY, f"wrong APIPassword for model {model!r}"
-            )
+            raise _Rejection(401, INVALID_USER_BODY, f"wrong APIPassword for model {model!r}")
 
     def _reject_upstream(self, what: str, sid: str) -> None:
         if what == "auth":
@@ -589,15 +561,11 @@ class _Handler(BaseHTTPRequestHandler):
         code = int(what)
         status = UPSTREAM_STATUS.get(code, 400)
         message = f"{_error_name(code)} (sid: {sid})"
-        raise _Rejection(
-            status, _error_envelope(str(code), message), f"[[upstream:{code}]]"
-        )
+        raise _Rejection(status, _error_envelope(str(code), message), f"[[upstream:{code}]]")
 
     # ---- non-streaming ---------------------------------------------------------------
 
-    def _reply(
-        self, sid: str, plan: _Plan, chunks: list[str], prompt_tokens: int
-    ) -> None:
+    def _reply(self, sid: str, plan: _Plan, chunks: list[str], prompt_tokens: int) -> None:
         try:
             self._wait(plan.first_token_delay)
             if plan.drop:
@@ -614,9 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
         code = plan.inband if plan.inband is not None else plan.midstream
         if code is not None:
             # spark-protocol.md "Errors" (2): HTTP 200 whose integer code is non-zero.
-            self._send_json(
-                200, {"code": code, "message": _error_name(code), "sid": sid}
-            )
+            self._send_json(200, {"code": code, "message": _error_name(code), "sid": sid})
             return
         completion = len(chunks)
         self._send_json(
@@ -641,9 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- streaming -------------------------------------------------------------------
 
-    def _stream(
-        self, sid: str, plan: _Plan, chunks: list[str], prompt_tokens: int
-    ) -> None:
+    def _stream(self, sid: str, plan: _Plan, chunks: list[str], prompt_tokens: int) -> None:
         spark = self.server.spark
         chunked = plan.framing != "close"
         spark._stream_delta(+1)
@@ -700,15 +664,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "id": sid,
                 "created": created,
                 # spark-protocol.md: role repeats on every chunk.
-                "choices": [
-                    {"delta": {"role": "assistant", "content": content}, "index": 0}
-                ],
+                "choices": [{"delta": {"role": "assistant", "content": content}, "index": 0}],
             }
             if with_usage:
                 payload["usage"] = usage
-            self._write_event(
-                json.dumps(payload, ensure_ascii=False, separators=(",", ":")), plan
-            )
+            self._write_event(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), plan)
 
         self._wait(plan.first_token_delay)
         if plan.comments:
@@ -823,18 +783,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("negative Content-Length")
         return self.rfile.read(length) if length else b""
 
-    def _send(
-        self, status: int, body: bytes, content_type: str, reason: str = ""
-    ) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, reason: str = "") -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             if reason:
                 # Not part of Spark: tells a test author why the fake said no.
-                self.send_header(
-                    "X-Spark-Test-Reason", reason.encode("ascii", "replace").decode()
-                )
+                self.send_header("X-Spark-Test-Reason", reason.encode("ascii", "replace").decode())
             self.end_headers()
             self.wfile.write(body)
             self.wfile.flush()
@@ -842,9 +798,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _send_json(self, status: int, obj: dict[str, Any], reason: str = "") -> None:
-        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
-            "utf-8"
-        )
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         self._send(status, body, "application/json", reason)
 
 
@@ -1040,9 +994,7 @@ def _parse_passwords(values: list[str] | None) -> dict[str, str] | None:
         if sep and (model in MODEL_WINDOWS or model == "*"):
             passwords[model] = password
         else:
-            passwords["*"] = (
-                value  # APIPasswords look like "key:secret" and may contain "="
-            )
+            passwords["*"] = value  # APIPasswords look like "key:secret" and may contain "="
     return passwords
 
 
@@ -1053,19 +1005,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
-    parser.add_argument(
-        "--first-token-delay", type=float, default=0.0, metavar="SECONDS"
-    )
+    parser.add_argument("--first-token-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--token-interval", type=float, default=0.0, metavar="SECONDS")
-    parser.add_argument(
-        "--tokens", type=int, default=None, help="chunks per streamed reply"
-    )
-    parser.add_argument(
-        "--reply", default=None, help="fixed reply text (default: echo)"
-    )
-    parser.add_argument(
-        "--data-space", action="store_true", help='send "data: " with a space'
-    )
+    parser.add_argument("--tokens", type=int, default=None, help="chunks per streamed reply")
+    parser.add_argument("--reply", default=None, help="fixed reply text (default: echo)")
+    parser.add_argument("--data-space", action="store_true", help='send "data: " with a space')
     parser.add_argument("--framing", choices=FRAMINGS, default="chunked")
     parser.add_argument(
         "--password",
@@ -1073,9 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="[MODEL=]PASSWORD",
         help="expected APIPassword (repeatable); without MODEL= it applies to all",
     )
-    parser.add_argument(
-        "--verbose", action="store_true", help="log each request to stderr"
-    )
+    parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = parser.parse_args(argv)
 
     server = SparkServer(

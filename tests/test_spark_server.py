@@ -104,18 +104,14 @@ def raw_request(
         f"Authorization: Bearer pw\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
     ).encode() + data
-    with socket.create_connection(
-        (parts.hostname, parts.port), timeout=timeout
-    ) as sock:
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         sock.sendall(request)
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
     head, _, raw_body = received.partition(b"\r\n\r\n")
     status, *lines = head.decode().split("\r\n")
-    headers = {
-        k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)
-    }
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
     return status, headers, raw_body
 
 
@@ -197,10 +193,7 @@ def test_requests_are_recorded_before_validation(server: SparkServer) -> None:
 
 def test_reply_and_tokens_attributes(server: SparkServer) -> None:
     server.reply = "fixed answer here"
-    assert (
-        post(server, body()).json()["choices"][0]["message"]["content"]
-        == "fixed answer here"
-    )
+    assert post(server, body()).json()["choices"][0]["message"]["content"] == "fixed answer here"
     server.tokens = 7
     resp = post(server, body(stream=True))
     chunks, done = stream_chunks(resp)
@@ -282,15 +275,9 @@ def test_close_framing_raw_socket(server: SparkServer) -> None:
 
 def test_close_directive_with_requests(server: SparkServer) -> None:
     resp = post(server, body("a b [[close]]", stream=True), stream=True)
-    assert (
-        "Transfer-Encoding" not in resp.headers
-        and resp.headers["Connection"] == "close"
-    )
+    assert "Transfer-Encoding" not in resp.headers and resp.headers["Connection"] == "close"
     chunks, done = stream_chunks(resp)
-    assert (
-        done
-        and "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Echo: a b"
-    )
+    assert done and "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Echo: a b"
 
 
 # ---- directives ----------------------------------------------------------------------
@@ -326,9 +313,7 @@ def test_comments_directive(server: SparkServer) -> None:
 
 
 def test_usage_separate_directive(server: SparkServer) -> None:
-    chunks, done = stream_chunks(
-        post(server, body("a b [[usage:separate]]", stream=True))
-    )
+    chunks, done = stream_chunks(post(server, body("a b [[usage:separate]]", stream=True)))
     assert done
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == [
         "Echo: ",
@@ -360,11 +345,7 @@ def test_upstream_directive(server: SparkServer, code: str, status: int) -> None
         resp = post(server, body(f"hi [[upstream:{code}]]", stream=stream))
         assert resp.status_code == status
         error = resp.json()["error"]
-        assert (
-            error["code"] == code
-            and error["type"] == "api_error"
-            and error["param"] is None
-        )
+        assert error["code"] == code and error["type"] == "api_error" and error["param"] is None
         assert re.search(r"\(sid: cha000b000\d+@dx[0-9a-f]+\)$", error["message"])
 
 
@@ -380,9 +361,7 @@ def test_upstream_auth_and_nonjson(server: SparkServer) -> None:
         }
     }
     resp = post(server, body("hi [[upstream:nonjson]]", stream=True))
-    assert resp.status_code == 502 and resp.headers["Content-Type"].startswith(
-        "text/html"
-    )
+    assert resp.status_code == 502 and resp.headers["Content-Type"].startswith("text/html")
     assert resp.text == "<html><body>Bad Gateway</body></html>"
 
 
@@ -394,9 +373,7 @@ def test_inband_directive(server: SparkServer) -> None:
     resp = post(server, body("hi [[inband:11200]]", stream=True))
     chunks, done = stream_chunks(resp)
     assert not done and len(chunks) == 1
-    assert (
-        chunks[0]["code"] == 11200 and chunks[0]["choices"][0]["delta"]["content"] == ""
-    )
+    assert chunks[0]["code"] == 11200 and chunks[0]["choices"][0]["delta"]["content"] == ""
 
 
 def test_midstream_directive(server: SparkServer) -> None:
@@ -425,9 +402,7 @@ def test_drop_directive(server: SparkServer) -> None:
 
 def test_stall_directive_then_close(server: SparkServer) -> None:
     started = time.monotonic()
-    _, _, raw = raw_request(
-        server, body("a b c d [[stall:0.3]] [[close]]", stream=True)
-    )
+    _, _, raw = raw_request(server, body("a b c d [[stall:0.3]] [[close]]", stream=True))
     assert time.monotonic() - started >= 0.3
     assert len(sse_data(raw.decode())) == 2
 
@@ -463,23 +438,16 @@ def test_auth(server: SparkServer) -> None:
     resp = post(server, body(), headers={})
     assert resp.status_code == 401 and resp.json() == invalid_user
     server.passwords = {"lite": "lite:pw", "*": "any:pw"}
-    assert (
-        post(server, body(), headers={"Authorization": "Bearer lite:pw"}).status_code
-        == 200
-    )
+    assert post(server, body(), headers={"Authorization": "Bearer lite:pw"}).status_code == 200
     resp = post(server, body(), headers={"Authorization": "Bearer any:pw"})
     assert resp.status_code == 401 and resp.json() == invalid_user
     assert (
-        post(
-            server, body(model="max-32k"), headers={"Authorization": "Bearer any:pw"}
-        ).status_code
+        post(server, body(model="max-32k"), headers={"Authorization": "Bearer any:pw"}).status_code
         == 200
     )
     server.passwords = {"lite": "lite:pw"}
     assert (
-        post(
-            server, body(model="max-32k"), headers={"Authorization": "Bearer lite:pw"}
-        ).status_code
+        post(server, body(model="max-32k"), headers={"Authorization": "Bearer lite:pw"}).status_code
         == 401
     )
 
@@ -510,14 +478,8 @@ def test_validation_10003(server: SparkServer, messages: list) -> None:
     resp = post(server, {"model": "lite", "messages": messages})
     assert resp.status_code == 400
     error = resp.json()["error"]
-    assert (
-        error["code"] == "10003"
-        and error["type"] == "api_error"
-        and error["param"] is None
-    )
-    assert re.fullmatch(
-        r"invalid data \(sid: cha000b000\d+@dx[0-9a-f]+\)", error["message"]
-    )
+    assert error["code"] == "10003" and error["type"] == "api_error" and error["param"] is None
+    assert re.fullmatch(r"invalid data \(sid: cha000b000\d+@dx[0-9a-f]+\)", error["message"])
 
 
 def test_missing_model_is_10003_and_unknown_model_10005(server: SparkServer) -> None:
@@ -542,10 +504,7 @@ def test_parameter_ranges_10005(server: SparkServer) -> None:
     # lite allows max_tokens 1..4096.
     assert post(server, body(max_tokens=8192)).json()["error"]["code"] == "10005"
     assert (
-        post(
-            server, body(model="generalv3", max_tokens=8192, top_k=4, top_p=1)
-        ).status_code
-        == 200
+        post(server, body(model="generalv3", max_tokens=8192, top_k=4, top_p=1)).status_code == 200
     )
 
 

@@ -27,7 +27,8 @@ class ConversationInputSerializer(serializers.Serializer):
     def validate_system_prompt(self, value: str) -> str:
         if len(value) > settings.MAX_SYSTEM_PROMPT_CHARS:
             raise serializers.ValidationError(
-                f"Ensure this field has no more than {settings.MAX_SYSTEM_PROMPT_CHARS} characters.",
+                f"Ensure this field has no more than {settings.MAX_SYSTEM_PROMPT_CHARS} "
+                "characters.",
                 code="max_length",
             )
         return value

@@ -1,8 +1,8 @@
 """Provider failures as our own typed errors.
 
-Every error carries a stable ``code`` (Spark's numeric code as a string when Spark gave one, otherwise
-one of ours), the HTTP status our API answers with, and a message safe to show to the user. Nothing
-here ever holds the API key.
+Every error carries a stable ``code`` (Spark's numeric code as a string when Spark gave one,
+otherwise one of ours), the HTTP status our API answers with, and a message safe to show to the
+user. Nothing here ever holds the API key.
 """
 
 from __future__ import annotations
