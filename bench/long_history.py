@@ -88,6 +88,8 @@ def _measure(conversation: Any, repeat: int) -> dict[str, Any]:
 
     info = registry.model_info("lite")
     budget = info.context_window - min(settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4)
+    # The reply flow knows the new message's position from its insert and passes it on.
+    up_to_seq = conversation.messages.order_by("-seq").values_list("seq", flat=True).first()
     page_times, history_times = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -95,14 +97,16 @@ def _measure(conversation: Any, repeat: int) -> dict[str, Any]:
         page_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         history = selectors.message_history_for_model(
-            conversation=conversation, budget_tokens=budget
+            conversation=conversation, budget_tokens=budget, up_to_seq=up_to_seq
         )
         history_times.append(time.perf_counter() - t0)
     reset_queries()
     with CaptureQueriesContext(connection) as page_queries:
         selectors.message_list(conversation=conversation, latest=True, limit=50)
     with CaptureQueriesContext(connection) as history_queries:
-        selectors.message_history_for_model(conversation=conversation, budget_tokens=budget)
+        selectors.message_history_for_model(
+            conversation=conversation, budget_tokens=budget, up_to_seq=up_to_seq
+        )
     return {
         "page_ms": pcts(page_times),
         "history_ms": pcts(history_times),

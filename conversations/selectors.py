@@ -102,7 +102,11 @@ def message_history_for_model(
         )
     )
     if up_to_seq is not None:
-        rows = rows.filter(seq__lte=up_to_seq)
+        # Every kept message costs at least MESSAGE_OVERHEAD_TOKENS + 1 tokens, so no more than
+        # budget / 5 fit: a seq range half as large again leaves room for skipped (failed,
+        # replaced) messages and spares the window function the rest of a long conversation.
+        oldest_possible = up_to_seq - 3 * (max(budget, 0) // (MESSAGE_OVERHEAD_TOKENS + 1)) // 2
+        rows = rows.filter(seq__lte=up_to_seq, seq__gt=oldest_possible)
     newest_first = (
         rows.annotate(
             chars_after=Window(Sum(Length("content")), order_by=F("seq").desc()) - Length("content")
