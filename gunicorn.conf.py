@@ -34,6 +34,11 @@ proc_name = "chatsite"
 # would fight over; chatsite does not use it.
 control_socket_disable = True
 
+# PostgreSQL: a pool of this many connections per worker (chatsite/settings.py). Two per worker
+# keep the server at 2 x workers connections however many streams are open; requests queue for a
+# connection instead of forking a new PostgreSQL backend each. Raise it for database-heavy loads.
+os.environ.setdefault("DB_POOL_MAX_SIZE", "2")
+
 # prometheus_client's multiprocess mode: every worker writes its metrics to files in this folder
 # and /metrics adds them up. It must be empty when the server starts.
 _metrics_dir = os.environ.setdefault(

@@ -115,6 +115,17 @@ else:
     # Short-lived connections: a gevent worker serves many requests at once, and no stream holds
     # a connection while it streams (ARCHITECTURE.md §3).
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
+    # psycopg's pool (gunicorn.conf.py turns it on): each worker process keeps at most this many
+    # PostgreSQL connections and lends one to a request while Django holds it, so the server never
+    # sees more than workers x size connections and no request pays for a new backend process.
+    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
+    if DB_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django requires it with a pool
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -293,6 +304,11 @@ def _model_env_name(model: str) -> str:
 SPARK_API_PASSWORDS = {model: os.environ.get(_model_env_name(model), "") for model in SPARK_MODELS}
 LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
 LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=60.0)
+# Upstream connections kept for reuse per worker process: one per open stream, so as many as a
+# worker holds streams (gunicorn's worker_connections); fewer made urllib3 discard connections.
+LLM_POOL_SIZE = env.int(
+    "LLM_POOL_SIZE", default=env.int("GUNICORN_WORKER_CONNECTIONS", default=4000)
+)
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=8000)
 MAX_SYSTEM_PROMPT_CHARS = env.int("MAX_SYSTEM_PROMPT_CHARS", default=8000)
 # Tokens kept free in the context window for the reply.

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from chatsite.ratelimit import client_ip
 from conversations import metrics
 
 
@@ -41,9 +42,9 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         allowed = hmac.compare_digest(supplied.encode(), token.encode())
     else:
-        allowed = _is_loopback(request.META.get("REMOTE_ADDR", "")) and not request.headers.get(
-            "X-Forwarded-For"
-        )
+        # The client's address as the trusted proxy reports it (CLIENT_IP_HEADER), else the
+        # socket's: behind nginx on the same host every request comes from loopback.
+        allowed = _is_loopback(client_ip(request)) and not request.headers.get("X-Forwarded-For")
     if not allowed:
         return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
     return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -187,11 +187,6 @@ def test_metrics_are_hidden_from_a_proxied_request(settings):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="metrics_view ignores CLIENT_IP_HEADER: behind nginx setting only X-Real-IP, a public "
-    "client reaches /metrics from loopback (set METRICS_TOKEN or deny /metrics in nginx meanwhile)",
-)
 def test_metrics_are_hidden_from_a_client_named_by_the_proxy_header(settings):
     settings.METRICS_TOKEN = ""
     settings.CLIENT_IP_HEADER = "HTTP_X_REAL_IP"

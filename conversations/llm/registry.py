@@ -95,6 +95,7 @@ def provider_for(model_id: str) -> ChatProvider:
                 api_keys=keys,
                 connect_timeout=float(settings.LLM_CONNECT_TIMEOUT),
                 read_timeout=float(settings.LLM_READ_TIMEOUT),
+                pool_size=int(settings.LLM_POOL_SIZE),
             )
             _providers[config] = provider
         return provider
