@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -159,6 +159,72 @@ def _ensure_configured(model: str) -> None:
         raise LLMNotConfigured()
 
 
+class _ReplyInProgress(Exception):
+    pass
+
+
+def _save_turn(
+    *, conversation: Conversation, content: str | None, regenerate: bool
+) -> tuple[Message | None, Message]:
+    """Step 1, one short transaction: the user's message and a ``streaming`` reply.
+
+    Raises ``_ReplyInProgress`` (rolling back) when the conversation has a reply streaming.
+    """
+    now = timezone.now()
+    model = conversation.model
+    with transaction.atomic():
+        if connection.features.has_select_for_update:
+            # The row lock (PostgreSQL) serialises two sends on one conversation; SQLite's
+            # IMMEDIATE transactions already do.
+            Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list(
+                "pk"
+            ).first()
+        state = Message.objects.filter(conversation=conversation).aggregate(
+            last_seq=Max("seq"),
+            streaming=Count("pk", filter=Q(status=Message.Status.STREAMING, replaced=False)),
+        )
+        if state["streaming"]:
+            raise _ReplyInProgress
+        last_seq = state["last_seq"] or 0
+        user_message = None
+        if regenerate:
+            last = (
+                Message.objects.filter(conversation=conversation, replaced=False)
+                .order_by("-seq")
+                .first()
+            )
+            if last is None:
+                raise AppError("There is no reply to regenerate.", code="nothing_to_regenerate")
+            if last.role == Message.Role.ASSISTANT:
+                last.replaced = True
+                last.save(update_fields=["replaced"])
+        else:
+            assert content is not None
+            last_seq += 1
+            user_message = Message.objects.create(
+                conversation=conversation,
+                seq=last_seq,
+                role=Message.Role.USER,
+                content=content,
+                model=model,
+            )
+        assistant = Message.objects.create(
+            conversation=conversation,
+            seq=last_seq + 1,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=model,
+            worker=_this_worker(),
+        )
+        updates: dict[str, Any] = {"updated_at": now}
+        if not conversation.title and content:
+            conversation.title = " ".join(content.split())[:TITLE_FROM_MESSAGE_CHARS]
+            updates["title"] = conversation.title
+        Conversation.objects.filter(pk=conversation.pk).update(**updates)
+        conversation.updated_at = now
+    return user_message, assistant
+
+
 def reply_start(
     *, user: User, conversation: Conversation, content: str | None, regenerate: bool = False
 ) -> ReplyStart:
@@ -175,56 +241,20 @@ def reply_start(
         )
     _ensure_configured(model)
 
-    if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
-        messages_recover_stale(conversation=conversation)
-
-    now = timezone.now()
-    with transaction.atomic():
-        # The row lock (PostgreSQL) serialises two sends on one conversation; SQLite's IMMEDIATE
-        # transactions already do.
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list(
-            "pk"
-        ).first()
-        visible = Message.objects.filter(conversation=conversation, replaced=False)
-        if visible.filter(status=Message.Status.STREAMING).exists():
-            raise Conflict(
-                "A reply is already being written in this conversation.", code="reply_in_progress"
+    for attempt in (1, 2):
+        try:
+            user_message, assistant = _save_turn(
+                conversation=conversation, content=content, regenerate=regenerate
             )
-        last_seq = (
-            Message.objects.filter(conversation=conversation).aggregate(m=Max("seq"))["m"] or 0
-        )
-        user_message = None
-        if regenerate:
-            last = visible.order_by("-seq").first()
-            if last is None:
-                raise AppError("There is no reply to regenerate.", code="nothing_to_regenerate")
-            if last.role == Message.Role.ASSISTANT:
-                last.replaced = True
-                last.save(update_fields=["replaced"])
-        else:
-            assert content is not None
-            user_message = Message.objects.create(
-                conversation=conversation,
-                seq=last_seq + 1,
-                role=Message.Role.USER,
-                content=content,
-                model=model,
-            )
-            last_seq += 1
-        assistant = Message.objects.create(
-            conversation=conversation,
-            seq=last_seq + 1,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=model,
-            worker=_this_worker(),
-        )
-        updates: dict[str, Any] = {"updated_at": now}
-        if not conversation.title and content:
-            conversation.title = " ".join(content.split())[:TITLE_FROM_MESSAGE_CHARS]
-            updates["title"] = conversation.title
-        Conversation.objects.filter(pk=conversation.pk).update(**updates)
-        conversation.updated_at = now
+            break
+        except _ReplyInProgress:
+            # A reply left "streaming" by a dead worker is settled here (ARCHITECTURE.md §4.5)
+            # and the turn saved again; one still alive is a conflict.
+            if attempt == 2 or not messages_recover_stale(conversation=conversation):
+                raise Conflict(
+                    "A reply is already being written in this conversation.",
+                    code="reply_in_progress",
+                ) from None
 
     info = registry.model_info(model)
     budget = info.context_window - min(settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4)
@@ -306,13 +336,9 @@ class ReplyRun:
             try:
                 # Only a reply still streaming is overwritten: stale-stream recovery may have
                 # run meanwhile, and the conversation may have been deleted.
-                updated = Message.objects.filter(
-                    pk=message.pk, status=Message.Status.STREAMING
-                ).update(**{name: getattr(message, name) for name in fields})
-                if updated:
-                    Conversation.objects.filter(pk=message.conversation_id).update(
-                        updated_at=F("updated_at")
-                    )
+                Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+                    **{name: getattr(message, name) for name in fields}
+                )
             finally:
                 release_connection()
             self._finished = message
