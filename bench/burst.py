@@ -20,6 +20,7 @@ from bench.client import StreamResult, stream_post
 from bench.common import (
     Check,
     FakeSpark,
+    add_server_arguments,
     chatsite,
     exit_status,
     experiment_label,
@@ -27,6 +28,7 @@ from bench.common import (
     raise_nofile,
     report,
     save,
+    server_env_and_label,
     setup_data,
     slots,
 )
@@ -132,13 +134,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    parser.add_argument(
-        "--redis-url", default="", help="REDIS_URL for the server (rate-limit cache)"
-    )
+    add_server_arguments(parser)
     args = parser.parse_args()
-    env = {"REDIS_URL": args.redis_url} if args.redis_url else None
-    label = (" [PostgreSQL]" if args.database_url else "") + (" [Redis]" if args.redis_url else "")
+    env, label = server_env_and_label(args)
     raise SystemExit(
         exit_status(run(args.quick, args.clients, args.rounds, env, args.database_url, label))
     )

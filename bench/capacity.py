@@ -24,6 +24,7 @@ from bench.client import StreamResult, stream_post
 from bench.common import (
     Check,
     FakeSpark,
+    add_server_arguments,
     chatsite,
     cpu_seconds,
     db_replies,
@@ -34,6 +35,7 @@ from bench.common import (
     report,
     rss_kib,
     save,
+    server_env_and_label,
     setup_data,
     slots,
 )
@@ -274,12 +276,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between tokens")
     parser.add_argument("--log-level", default="WARNING")
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    parser.add_argument(
-        "--redis-url", default="", help="REDIS_URL for the server (rate-limit cache)"
-    )
+    add_server_arguments(parser)
     args = parser.parse_args()
-    env = {"LOG_LEVEL": args.log_level, **({"REDIS_URL": args.redis_url} if args.redis_url else {})}
+    redis_env, _label = server_env_and_label(args)
+    env = {"LOG_LEVEL": args.log_level, **(redis_env or {})}
     raise SystemExit(
         exit_status(
             run(

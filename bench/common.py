@@ -329,3 +329,17 @@ class Redis(RedisServer):
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def add_server_arguments(parser: Any) -> None:
+    """The options every server benchmark takes: which database, and Redis for the rate limits."""
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--redis-url", default="", help="REDIS_URL for the server (rate-limit cache)"
+    )
+
+
+def server_env_and_label(args: Any) -> tuple[dict[str, str] | None, str]:
+    env = {"REDIS_URL": args.redis_url} if args.redis_url else None
+    label = (" [PostgreSQL]" if args.database_url else "") + (" [Redis]" if args.redis_url else "")
+    return env, label

@@ -22,6 +22,7 @@ from bench.client import StreamResult, stream_post
 from bench.common import (
     Check,
     FakeSpark,
+    add_server_arguments,
     chatsite,
     cpu_seconds,
     exit_status,
@@ -30,6 +31,7 @@ from bench.common import (
     raise_nofile,
     report,
     save,
+    server_env_and_label,
     setup_data,
     slots,
 )
@@ -194,14 +196,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--sequential", type=int, default=200)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    parser.add_argument(
-        "--redis-url", default="", help="REDIS_URL for the server (rate-limit cache)"
-    )
+    add_server_arguments(parser)
     args = parser.parse_args()
-    env = {"REDIS_URL": args.redis_url} if args.redis_url else None
-    label = " [PostgreSQL]" if args.database_url else ""
-    label += " [Redis]" if args.redis_url else ""
+    env, label = server_env_and_label(args)
     raise SystemExit(
         exit_status(
             run(
