@@ -1,8 +1,10 @@
 """pip-audit over requirements.txt, for .ci/run: ``python -m tests.security.pip_audit``.
 
-Exits 1 when a pinned package (or one it pulls in) has a known vulnerability. When no vulnerability
-service answers (PyPI's per-release JSON API, then OSV), it prints why and exits 0: the audit is
-skipped, not passed. A service that "answers" by skipping every package counts as not answering.
+Exits 1 when a pinned package (or one it pulls in) has a known vulnerability. Only PyPI's
+per-release JSON API is asked: the package registry is the one service this network reaches, and
+OSV would be traffic to a host outside it. When PyPI does not answer, it prints why and exits 0:
+the audit is skipped, not passed. A service that "answers" by skipping every package counts as not
+answering.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def audit(service: str) -> tuple[int | None, str]:
 
 def main() -> int:
     reasons = []
-    for service in ("pypi", "osv"):
+    for service in ("pypi",):
         code, message = audit(service)
         if code is not None:
             print(f"pip-audit {message}")
