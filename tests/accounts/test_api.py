@@ -16,21 +16,11 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.factories import PASSWORD, UserFactory
+from tests.support.api import assert_json_error
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
-
-
-def assert_json_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["code"], str) and body["code"]
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def obtain(client: APIClient, username: str, password: str = PASSWORD):

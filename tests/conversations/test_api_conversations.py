@@ -14,21 +14,11 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from tests.factories import ConversationFactory, MessageFactory
+from tests.support.api import assert_json_error
 
 pytestmark = pytest.mark.django_db
 
 CONVERSATION_FIELDS = {"id", "title", "model", "system_prompt", "created_at", "updated_at"}
-
-
-def assert_json_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["code"], str) and body["code"]
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def aged(conversation: Conversation, minutes: int) -> Conversation:

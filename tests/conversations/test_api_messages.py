@@ -5,9 +5,7 @@ ARCHITECTURE.md §4 and §5.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import socket
 import time
 from datetime import timedelta
@@ -21,6 +19,7 @@ from rest_framework.test import APIClient
 from conversations.models import Conversation, Message
 from tests.factories import ConversationFactory, MessageFactory, UserFactory
 from tests.spark_server import estimate_tokens
+from tests.support.api import assert_json_error, parse_sse
 
 reply_flow = pytest.mark.django_db(transaction=True)
 
@@ -43,41 +42,10 @@ def send(api, conversation: Conversation, content: object, **extra: object):
     return api.post(messages_url(conversation), {"content": content, **extra}, format="json")
 
 
-def parse_sse(body: bytes) -> list[tuple[str, dict]]:
-    """The frames of an SSE body, strictly ``event: X\\ndata: {compact json}\\n\\n``.
-
-    Keep-alive comments are skipped.
-    """
-    text = body.decode("utf-8")
-    assert text.endswith("\n\n"), text[-80:]
-    frames = []
-    for block in text[:-2].split("\n\n"):
-        if block == ": keepalive":
-            continue
-        match = re.fullmatch(r"event: ([a-z]+)\ndata: ([^\n]+)", block)
-        assert match, f"malformed frame: {block!r}"
-        data = json.loads(match.group(2))
-        assert isinstance(data, dict)
-        assert json.dumps(data, ensure_ascii=False, separators=(",", ":")) == match.group(2)
-        frames.append((match.group(1), data))
-    return frames
-
-
 def stream_frames(response) -> list[tuple[str, dict]]:
     assert response.status_code == 200, response.content if not response.streaming else ""
     assert response.streaming
     return parse_sse(b"".join(response.streaming_content))
-
-
-def assert_json_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["code"], str) and body["code"]
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def sent_messages(spark) -> list[tuple[str, str]]:

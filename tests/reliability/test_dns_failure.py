@@ -6,13 +6,13 @@ would) so that no query leaves the machine; everything after it is the real HTTP
 
 from __future__ import annotations
 
-import json
 import socket
 
 import pytest
 
 from conversations.models import Message
 from tests.factories import ConversationFactory
+from tests.support.api import parse_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,15 +36,6 @@ def no_dns(monkeypatch: pytest.MonkeyPatch, settings) -> list[str]:
     return looked_up
 
 
-def _frames(body: bytes) -> list[tuple[str, dict]]:
-    frames = []
-    for block in body.decode().split("\n\n"):
-        if block.startswith("event: "):
-            event, data = block.split("\n", 1)
-            frames.append((event.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
-    return frames
-
-
 def test_unresolvable_base_url_answers_503_and_keeps_the_message(api, user, no_dns) -> None:
     conversation = ConversationFactory(user=user)
     response = api.post(
@@ -65,7 +56,7 @@ def test_unresolvable_base_url_ends_the_stream_with_an_error_frame(api, user, no
         {"content": "hello?", "stream": True},
         format="json",
     )
-    frames = _frames(b"".join(response.streaming_content))
+    frames = parse_sse(b"".join(response.streaming_content))
     assert [name for name, _ in frames] == ["start", "error"]
     assert frames[-1][1]["code"] == "upstream_unreachable"
     assert frames[-1][1]["message"]["status"] == "error"
