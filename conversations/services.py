@@ -284,6 +284,10 @@ class ReplyRun:
     _finished: Message | None = None
 
     @property
+    def finished(self) -> bool:
+        return self._finished is not None
+
+    @property
     def text(self) -> str:
         return "".join(self.parts)
 
@@ -507,7 +511,7 @@ def reply_stream(
                 return
     finally:
         metrics.stream_closed()
-        if run._finished is None:
+        if not run.finished:
             # The client went away (or the server is stopping): keep what arrived, stop upstream.
             cancelled.set()
             for chat_stream in abort_holder:

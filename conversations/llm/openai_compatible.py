@@ -88,9 +88,6 @@ class OpenAICompatibleProvider(ChatProvider):
             raise LLMNotConfigured()
         return key
 
-    def is_configured(self, model: str) -> bool:
-        return bool(self._api_keys.get(model) or self._api_keys.get("*"))
-
     # -- requests --------------------------------------------------------------------------------
 
     def _body(
