@@ -35,6 +35,9 @@ export class Sidebar {
     this.loading = false;
     this.query = "";
     this.generation = 0;
+    // Conversations deleted on this page: a list response that left the server before the delete
+    // must not bring them back.
+    this.deleted = new Set();
 
     let timer = null;
     this.search.addEventListener("input", () => {
@@ -63,7 +66,7 @@ export class Sidebar {
     try {
       const page = await api.conversations({ search: query });
       if (generation !== this.generation) return;
-      this.list.replaceChildren(...page.results.map((c) => this.item(c)));
+      this.list.replaceChildren(...this.live(page.results).map((c) => this.item(c)));
       this.next = page.next;
       this.status.textContent = query ? t("search_results", { count: page.count }) : "";
     } catch (error) {
@@ -84,7 +87,7 @@ export class Sidebar {
     try {
       const page = await api.page(this.next);
       if (generation !== this.generation) return;
-      for (const conversation of page.results) {
+      for (const conversation of this.live(page.results)) {
         if (!this.find(conversation.id)) this.list.append(this.item(conversation));
       }
       this.next = page.next;
@@ -96,6 +99,10 @@ export class Sidebar {
         this.updateFooter();
       }
     }
+  }
+
+  live(conversations) {
+    return conversations.filter((conversation) => !this.deleted.has(conversation.id));
   }
 
   updateFooter() {
@@ -165,6 +172,7 @@ export class Sidebar {
 
   // A conversation that was created or just received a message moves to the top.
   upsert(conversation, { top = false } = {}) {
+    if (this.deleted.has(conversation.id)) return;
     let li = this.find(conversation.id);
     if (this.query && !li) return;
     if (!li) {
@@ -178,6 +186,7 @@ export class Sidebar {
   }
 
   remove(id) {
+    this.deleted.add(id);
     this.find(id)?.remove();
     this.updateFooter();
   }
@@ -256,8 +265,11 @@ export class Sidebar {
         return;
       }
     }
-    const next = li.nextElementSibling || li.previousElementSibling;
-    li.remove();
+    this.deleted.add(li.dataset.id);
+    // The item on screen may have been replaced by a newer list while the request ran.
+    const current = this.find(li.dataset.id) || li;
+    const next = current.nextElementSibling || current.previousElementSibling;
+    current.remove();
     this.updateFooter();
     (next?.querySelector(".conv__link") || document.getElementById("new-chat")).focus();
     this.onDeleted(li.dataset.id);

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import Message
+from conversations.models import Conversation, Message
+from tests.browser.helpers import wait_until
 from tests.factories import ConversationFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -75,4 +77,44 @@ def test_sidebar_loads_conversations_page_by_page(open_page, spark, user):
     expect(items).to_have_count(25)
     expect(items.last).to_contain_text("Topic 01")
     expect(page.locator("#conversations-more")).to_be_hidden()
+    b.watch.assert_clean()
+
+
+def test_a_list_answered_before_a_delete_does_not_bring_the_conversation_back(
+    open_page, spark, user
+):
+    # The race CI once hit: a search whose answer left the server before the delete arrives after.
+    ConversationFactory(user=user, title="Keep me")
+    doomed = ConversationFactory(user=user, title="Bedtime stories")
+    b = open_page(user=user)
+    page = b.page
+    page.goto(b.url("/"))
+    items = page.locator("#conversation-list li.conv")
+    expect(items).to_have_count(2)
+
+    held = []
+    page.route("**/api/conversations/?*search=bedtime*", lambda route: held.append(route))
+    page.get_by_label("Search conversations").fill("bedtime")
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the search request was not sent"
+    # The search is in flight (its answer will still list the conversation); delete it meanwhile.
+    response = held[0].fetch()
+    assert doomed.title in response.text()
+    items.filter(has_text="Bedtime stories").get_by_role(
+        "button", name=re.compile("^Delete")
+    ).click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+    expect(items.filter(has_text="Bedtime stories")).to_have_count(0)
+    wait_until(lambda: not Conversation.objects.filter(pk=doomed.pk).exists())
+
+    held[0].fulfill(response=response)
+    page.wait_for_function(
+        "!document.getElementById('conversation-list').hasAttribute('aria-busy')"
+    )
+    expect(items.filter(has_text="Bedtime stories")).to_have_count(0)
+    expect(page.locator("#conversations-empty")).to_have_text("No conversation matches.")
+    page.get_by_label("Search conversations").fill("")
+    expect(items).to_have_text([re.compile("Keep me")])
     b.watch.assert_clean()
