@@ -7,7 +7,8 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from accounts.models import User
 
@@ -31,12 +32,27 @@ def conversation_list(*, user: User, search: str = "") -> QuerySet[Conversation]
     return conversations.order_by("-updated_at", "-id")
 
 
-def conversation_get(*, user: User, conversation_id: UUID | str) -> Conversation:
+def conversation_get(
+    *, user: User, conversation_id: UUID | str, with_message_count: bool = False
+) -> Conversation:
     """The user's conversation, or ``Conversation.DoesNotExist``.
 
     Another user's conversation does not exist either: the API answers 404, never 403.
+    ``with_message_count`` adds ``message_count`` (visible messages) in the same query.
     """
-    return Conversation.objects.get(user=user, pk=conversation_id)
+    conversations = Conversation.objects.filter(user=user)
+    if with_message_count:
+        visible = (
+            Message.objects.filter(conversation=OuterRef("pk"), replaced=False)
+            .order_by()
+            .values("conversation")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        conversations = conversations.annotate(
+            message_count=Coalesce(Subquery(visible), 0, output_field=IntegerField())
+        )
+    return conversations.get(pk=conversation_id)
 
 
 def message_list(
@@ -46,12 +62,17 @@ def message_list(
     before: int | None = None,
     latest: bool = False,
     limit: int = 50,
+    offset: int = 0,
 ) -> tuple[list[Message], bool]:
     """A page of visible messages, oldest first, and whether more lie beyond the page.
 
-    Keyset pagination on ``seq``: one query whatever the conversation's length.
+    Keyset pagination on ``seq`` (one query whatever the conversation's length); ``offset``
+    serves page-numbered clients, oldest first.
     """
     messages = Message.objects.filter(conversation=conversation, replaced=False)
+    if offset:
+        page = list(messages.order_by("seq")[offset : offset + limit + 1])
+        return page[:limit], len(page) > limit
     if after is not None:
         messages = messages.filter(seq__gt=after)
     if before is not None:

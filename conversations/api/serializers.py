@@ -119,9 +119,10 @@ class ModelOutputSerializer(serializers.Serializer):
 
 
 class MessagePageSerializer(serializers.Serializer):
-    results = MessageOutputSerializer(many=True)
+    count = serializers.IntegerField(help_text="Visible messages in the conversation")
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
+    results = MessageOutputSerializer(many=True)
 
 
 class ReplyOutputSerializer(serializers.Serializer):

@@ -40,9 +40,15 @@ from .serializers import (
 ERROR_RESPONSE = OpenApiResponse(description='JSON error: {"detail": "...", "code": "..."}')
 
 
-def _owned_conversation(request: Request, conversation_id: Any) -> Conversation:
+def _owned_conversation(
+    request: Request, conversation_id: Any, *, with_message_count: bool = False
+) -> Conversation:
     try:
-        return selectors.conversation_get(user=request.user, conversation_id=conversation_id)
+        return selectors.conversation_get(
+            user=request.user,
+            conversation_id=conversation_id,
+            with_message_count=with_message_count,
+        )
     except Conversation.DoesNotExist as exc:
         # Another user's conversation answers exactly like one that does not exist.
         raise NotFound("Conversation not found.", code="not_found") from exc
@@ -230,21 +236,44 @@ class MessageListApi(APIView):
             ),
             OpenApiParameter("latest", bool, description="The newest page"),
             OpenApiParameter("limit", int, description="Page size, 1-200 (default 50)"),
+            OpenApiParameter("page_size", int, description="Another name for limit"),
+            OpenApiParameter(
+                "page", int, description="Page number, oldest first (instead of after/before)"
+            ),
         ],
         responses=MessagePageSerializer,
     )
     def get(self, request: Request, conversation_id: Any) -> Response:
-        conversation = _owned_conversation(request, conversation_id)
+        conversation = _owned_conversation(request, conversation_id, with_message_count=True)
         after = _int_param(request, "after", minimum=0)
         before = _int_param(request, "before", minimum=0)
-        limit = _int_param(request, "limit", minimum=1, maximum=200) or 50
+        page_number = _int_param(request, "page", minimum=1)
+        limit = (
+            _int_param(request, "limit", minimum=1, maximum=200)
+            or _int_param(request, "page_size", minimum=1, maximum=200)
+            or 50
+        )
         latest = request.query_params.get("latest", "").lower() in ("1", "true", "yes")
+        if page_number is not None and (after is not None or before is not None or latest):
+            raise AppError("page cannot be combined with after, before or latest.", code="invalid")
+        count = conversation.message_count
+        base = request.build_absolute_uri(request.path)
+        next_url = previous_url = None
+        if page_number is not None:
+            offset = (page_number - 1) * limit
+            if page_number > 1 and offset >= count:
+                raise NotFound("Invalid page.", code="not_found")
+            messages, more = selectors.message_list(
+                conversation=conversation, limit=limit, offset=offset
+            )
+            next_url = f"{base}?page={page_number + 1}&limit={limit}" if more else None
+            if page_number > 1:
+                previous_url = f"{base}?page={page_number - 1}&limit={limit}"
+            return self._page(count, next_url, previous_url, messages)
         messages, more = selectors.message_list(
             conversation=conversation, after=after, before=before, latest=latest, limit=limit
         )
-        base = request.build_absolute_uri(request.path)
         backwards = before is not None or latest
-        next_url = previous_url = None
         if messages:
             if backwards:
                 previous_url = f"{base}?before={messages[0].seq}&limit={limit}" if more else None
@@ -256,11 +285,18 @@ class MessageListApi(APIView):
                 previous_url = (
                     f"{base}?before={messages[0].seq}&limit={limit}" if after is not None else None
                 )
+        return self._page(count, next_url, previous_url, messages)
+
+    @staticmethod
+    def _page(
+        count: int, next_url: str | None, previous_url: str | None, messages: list[Message]
+    ) -> Response:
         return Response(
             {
-                "results": MessageOutputSerializer(messages, many=True).data,
+                "count": count,
                 "next": next_url,
                 "previous": previous_url,
+                "results": MessageOutputSerializer(messages, many=True).data,
             }
         )
 

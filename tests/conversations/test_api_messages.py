@@ -703,9 +703,36 @@ def test_message_list_defaults_to_fifty_and_hides_replaced_replies(api, conversa
     page = api.get(messages_url(conversation)).json()
 
     assert len(page["results"]) == 50
+    assert page["count"] == 59  # visible messages, replaced replies not counted
     assert "m2" not in _contents(page)
     assert _contents(page)[:2] == ["m1", "m3"]
     assert page["next"]
+
+
+@pytest.mark.django_db
+def test_message_list_by_page_number_oldest_first(api, conversation):
+    _messages(conversation, 7)
+
+    first = api.get(messages_url(conversation), {"page": 1, "page_size": 3}).json()
+    assert first["count"] == 7
+    assert _contents(first) == ["m1", "m2", "m3"]
+    assert first["previous"] is None
+    second = api.get(first["next"]).json()
+    assert _contents(second) == ["m4", "m5", "m6"]
+    third = api.get(second["next"]).json()
+    assert _contents(third) == ["m7"]
+    assert third["next"] is None
+    assert _contents(api.get(third["previous"]).json()) == ["m4", "m5", "m6"]
+    assert_json_error(api.get(messages_url(conversation), {"page": 4, "page_size": 3}), 404)
+    assert_json_error(api.get(messages_url(conversation), {"page": 0}), 400)
+    assert_json_error(api.get(messages_url(conversation), {"page": 2, "after": 1}), 400)
+
+
+@pytest.mark.django_db
+def test_message_list_of_an_empty_conversation(api, conversation):
+    page = api.get(messages_url(conversation)).json()
+    assert page == {"count": 0, "next": None, "previous": None, "results": []}
+    assert api.get(messages_url(conversation), {"page": 1}).json()["count"] == 0
 
 
 @pytest.mark.django_db
