@@ -314,6 +314,10 @@ MAX_SYSTEM_PROMPT_CHARS = env.int("MAX_SYSTEM_PROMPT_CHARS", default=8000)
 # Tokens kept free in the context window for the reply.
 LLM_REPLY_RESERVE_TOKENS = env.int("LLM_REPLY_RESERVE_TOKENS", default=1024)
 STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
+# A finished reply is saved by the request that streams it; if that request does not come back
+# for it within this many seconds (stuck writing to a client that stopped reading), the thread
+# reading the model saves it instead.
+STREAM_FINISH_GRACE_SECONDS = env.float("STREAM_FINISH_GRACE_SECONDS", default=10.0)
 # A message still "streaming" after this long belongs to a dead worker.
 STALE_STREAM_SECONDS = env.int("STALE_STREAM_SECONDS", default=600)
 

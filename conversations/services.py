@@ -282,10 +282,14 @@ class ReplyRun:
     ttft_ms: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _finished: Message | None = None
+    _finished_event: threading.Event = field(default_factory=threading.Event)
 
     @property
     def finished(self) -> bool:
         return self._finished is not None
+
+    def wait_finished(self, timeout: float) -> bool:
+        return self._finished_event.wait(timeout)
 
     @property
     def text(self) -> str:
@@ -346,6 +350,7 @@ class ReplyRun:
             finally:
                 release_connection()
             self._finished = message
+            self._finished_event.set()
             _log_reply(self.start, message)
             metrics.observe_reply(message)
             return message
@@ -416,8 +421,36 @@ class Keepalive:
     pass
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """How the upstream read ended, handed from the producer to the consumer to save."""
+
+    status: str
+    error: LLMError | None = None
+    error_code: str = ""
+    error_detail: str = ""
+
+    def save(self, run: ReplyRun) -> Message:
+        return run.finish(
+            self.status,
+            error=self.error,
+            error_code=self.error_code,
+            error_detail=self.error_detail,
+        )
+
+
 KEEPALIVE = Keepalive()
 _END = object()
+
+
+def _pending_outcome(events: queue.Queue[object]) -> _Outcome | None:
+    while True:
+        try:
+            event = events.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(event, _Outcome):
+            return event
 
 
 def reply_stream(
@@ -443,6 +476,10 @@ def reply_stream(
     release_connection()  # ARCHITECTURE.md §3: never hold a connection while streaming
 
     def produce() -> None:
+        # Reads the provider only. The final write is the consumer's (the request's own thread,
+        # and its database connection); this thread writes only when the consumer does not come
+        # back for the outcome, e.g. stuck sending to a client that stopped reading.
+        outcome: _Outcome | None = None
         try:
             provider = registry.provider_for(start.conversation.model)
             chat_stream = provider.stream(
@@ -463,30 +500,27 @@ def reply_stream(
                     run.add(chunk.content)
                     events.put(Delta(chunk.content))
             else:
-                events.put(Done(run.finish(Message.Status.COMPLETE)))
+                outcome = _Outcome(Message.Status.COMPLETE)
                 return
             chat_stream.close()
         except LLMError as exc:
-            if cancelled.is_set():
-                return
-            events.put(Failed(exc, run.finish(Message.Status.ERROR, error=exc)))
+            if not cancelled.is_set():
+                outcome = _Outcome(Message.Status.ERROR, error=exc)
         except BaseException:
-            if cancelled.is_set():
-                return
-            logger.exception("reply stream failed")
-            events.put(
-                Failed(
-                    None,
-                    run.finish(
-                        Message.Status.ERROR,
-                        error_code="server_error",
-                        error_detail="Internal error.",
-                    ),
+            if not cancelled.is_set():
+                logger.exception("reply stream failed")
+                outcome = _Outcome(
+                    Message.Status.ERROR, error_code="server_error", error_detail="Internal error."
                 )
-            )
         finally:
-            release_connection()
+            if outcome is not None:
+                events.put(outcome)
             events.put(_END)
+            if outcome is not None and not run.wait_finished(settings.STREAM_FINISH_GRACE_SECONDS):
+                try:
+                    outcome.save(run)
+                finally:
+                    release_connection()
 
     metrics.stream_opened()
     producer = threading.Thread(target=produce, name="reply-producer", daemon=True)
@@ -506,12 +540,21 @@ def reply_stream(
             last_sent = time.monotonic()
             if event is _END:
                 return
-            yield event
-            if isinstance(event, Done | Failed):
+            if isinstance(event, _Outcome):
+                message = event.save(run)  # step 4, on the request's own connection
+                if event.status == Message.Status.COMPLETE:
+                    yield Done(message)
+                else:
+                    yield Failed(event.error, message)
                 return
+            yield event
     finally:
         metrics.stream_closed()
-        if not run.finished:
+        pending = _pending_outcome(events) if not run.finished else None
+        if pending is not None:
+            # The model had finished; only the last frames did not reach the client.
+            pending.save(run)
+        elif not run.finished:
             # The client went away (or the server is stopping): keep what arrived, stop upstream.
             cancelled.set()
             for chat_stream in abort_holder:

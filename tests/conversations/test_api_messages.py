@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from datetime import timedelta
 from unittest import mock
@@ -21,7 +22,9 @@ from tests.factories import ConversationFactory, MessageFactory, UserFactory
 from tests.spark_server import estimate_tokens
 from tests.support.api import assert_json_error, parse_sse
 
-reply_flow = pytest.mark.django_db(transaction=True)
+# The reply flow runs inside the test's transaction, as most Django test suites run it: every
+# write of the flow, the final one included, happens on the request's own connection.
+reply_flow = pytest.mark.django_db
 
 REPLY = "[[reply:alpha beta gamma delta]]"  # four streamed chunks; cut-short streams send two
 PARTIAL = "alpha beta "
@@ -251,7 +254,7 @@ def test_stream_sends_keepalives_while_the_model_thinks(api, spark, conversation
     assert [name for name, _ in parse_sse(body)] == ["start", "delta", "delta", "done"]
 
 
-@reply_flow
+@pytest.mark.django_db(transaction=True)  # a test's own transaction would keep the connection
 def test_no_database_connection_is_held_while_streaming(api, spark, conversation):
     response = send(api, conversation, "[[reply:a b c d]] [[interval:0.2]]", stream=True)
     frames = iter(response.streaming_content)
@@ -792,7 +795,9 @@ def test_history_is_trimmed_to_the_models_context_window(api, spark, user, word)
 # --- a client that goes away --------------------------------------------------------------------
 
 
-@reply_flow
+# response.close() sends request_finished, whose close_old_connections closes a connection
+# held in a test's transaction (Django's test client does that, not chatsite).
+@pytest.mark.django_db(transaction=True)
 def test_disconnecting_client_leaves_an_interrupted_reply_with_the_text_so_far(
     api, spark, conversation
 ):
@@ -819,3 +824,62 @@ def test_disconnecting_client_leaves_an_interrupted_reply_with_the_text_so_far(
     # The conversation goes on, and the partial reply is part of its history.
     assert send(api, conversation, "go on").status_code == 201
     assert sent_messages(spark)[1] == ("assistant", reply.content.strip())
+
+
+# --- who writes the final state -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_is_saved_even_when_the_request_stops_reading_it(
+    api, spark, conversation, settings
+):
+    # The request is stuck (here: nobody iterates the response) while the model finishes: after
+    # the grace period the thread reading the model saves the reply itself.
+    settings.STREAM_FINISH_GRACE_SECONDS = 0.2
+    response = send(api, conversation, f"hi {REPLY}", stream=True)
+    frames = iter(response.streaming_content)
+    assert b"event: start" in next(frames)
+    assert b"event: delta" in next(frames)
+
+    reply = conversation.messages.get(role="assistant")
+    deadline = time.monotonic() + 5
+    while reply.status == "streaming" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("complete", "alpha beta gamma delta")
+    # The request, when it comes back, ends with the same saved message.
+    rest = parse_sse(b"".join(frames))
+    assert rest[-1][0] == "done"
+    assert rest[-1][1]["message"]["id"] == str(reply.pk)
+    assert rest[-1][1]["message"]["content"] == "alpha beta gamma delta"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_leaving_after_the_model_finished_keeps_a_complete_reply(
+    api, spark, conversation, settings, monkeypatch
+):
+    from conversations import services
+
+    settings.STREAM_FINISH_GRACE_SECONDS = 60  # the producer leaves the write to the request
+    outcome_queued = threading.Event()
+    wait_finished = services.ReplyRun.wait_finished
+
+    def spy(run, timeout):
+        outcome_queued.set()  # the producer waits only once it has queued the outcome
+        return wait_finished(run, timeout)
+
+    monkeypatch.setattr(services.ReplyRun, "wait_finished", spy)
+    response = send(api, conversation, f"hi {REPLY}", stream=True)
+    frames = iter(response.streaming_content)
+    assert b"event: start" in next(frames)
+    assert b"event: delta" in next(frames)
+    assert outcome_queued.wait(5)
+
+    response.close()  # the client goes away before the last frames reach it
+
+    reply = conversation.messages.get(role="assistant")
+    assert (reply.status, reply.content, reply.error_code) == (
+        "complete",
+        "alpha beta gamma delta",
+        "",
+    )
