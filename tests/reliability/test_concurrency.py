@@ -29,12 +29,25 @@ def test_50_concurrent_streams_over_two_workers_on_sqlite(
 ) -> None:
     assert len(site.worker_pids()) >= 2
     users = [LiveApi(site.url) for _ in range(USERS)]
+    upstream.tokens = 20
+    upstream.token_interval = 0.05  # each reply streams for about a second
+    # Which worker accepts each connection is the kernel's (and gevent's) choice: a burst can
+    # land on one worker. Every round must pass; rounds repeat until two workers took streams.
+    stream_workers: set[int] = set()
+    for _ in range(3):
+        stream_workers |= _round(upstream, site, users)
+        if len(stream_workers) >= 2:
+            break
+    assert len(stream_workers) >= 2, "all streams of three rounds landed on one worker process"
+    for user in users:
+        user.session.close()
+
+
+def _round(upstream: FaultySpark, site: ChatsiteServer, users: list[LiveApi]) -> set[int]:
     jobs = [
         (users[i % USERS], users[i % USERS].conversation(), f"question number {i} of the load")
         for i in range(STREAMS)
     ]
-    upstream.tokens = 20
-    upstream.token_interval = 0.05  # each reply streams for about a second
     log_before = len(site.log())
     access_before = len(access_log(site))
 
@@ -105,6 +118,4 @@ def test_50_concurrent_streams_over_two_workers_on_sqlite(
             for p in stream_workers
         },
     )
-    assert len(stream_workers) >= 2, "all streams landed on one worker process"
-    for user in users:
-        user.session.close()
+    return stream_workers
