@@ -198,6 +198,9 @@ class OpenAICompatibleProvider(ChatProvider):
                 if not line or line.startswith(b":"):
                     continue  # blank separators and SSE comments (keep-alives)
                 if not line.startswith(b"data:"):
+                    if line.startswith(b"{"):
+                        # A bare JSON body (an error) where a stream was asked for.
+                        self._raise_for_bare_json(line, sid=sid)
                     continue  # other SSE fields (event:, id:, retry:) carry nothing we use
                 # The documents print "data:" with no space; real traffic has "data: ".
                 value = line[5:]
@@ -209,6 +212,14 @@ class OpenAICompatibleProvider(ChatProvider):
                 sid = self._sid_of(payload) or sid
                 self._raise_for_payload(payload, sid=sid)
                 yield self._chunk_from(payload, sid)
+
+    def _raise_for_bare_json(self, line: bytes, *, sid: str) -> None:
+        try:
+            payload = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return
+        if isinstance(payload, dict):
+            self._raise_for_payload(payload, sid=self._sid_of(payload) or sid)
 
     def _chunk_from(self, payload: Mapping[str, Any], sid: str) -> StreamChunk:
         text = ""

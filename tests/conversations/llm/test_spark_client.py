@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -459,3 +460,54 @@ def test_close_from_another_thread_interrupts_a_stalled_read(provider, spark):
     while spark.closed_early == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert spark.closed_early == 1
+
+
+@pytest.mark.parametrize(
+    "body,error_class,code",
+    [
+        (
+            b'{"code":10013,"message":"input moderation","sid":"cha0bare"}',
+            LLMContentRejected,
+            "10013",
+        ),
+        (
+            b'{"error":{"message":"AppIdNoAuthError (sid: cha0bare)","type":"api_error",'
+            b'"param":null,"code":"11200"}}',
+            LLMConfigurationError,
+            "11200",
+        ),
+    ],
+    ids=["in-band-code", "envelope"],
+)
+def test_a_bare_json_error_answering_a_stream_request_keeps_its_code(body, error_class, code):
+    # A 200 labelled text/event-stream whose body is one JSON error, without "data:" framing.
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body) + 1))
+            self.end_headers()
+            self.wfile.write(body + b"\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = SparkProvider(
+        base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+        api_keys={"*": SPARK_KEY},
+        connect_timeout=2.0,
+        read_timeout=5.0,
+    )
+    try:
+        with pytest.raises(error_class) as caught:
+            list(client.stream(model="lite", messages=ask("hi")))
+        assert caught.value.code == code
+        assert caught.value.sid == "cha0bare"
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
