@@ -7,7 +7,17 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    Count,
+    Exists,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce
 
 from accounts.models import User
@@ -42,17 +52,18 @@ def conversation_get(
     """
     conversations = Conversation.objects.filter(user=user)
     if with_message_count:
-        visible = (
-            Message.objects.filter(conversation=OuterRef("pk"), replaced=False)
-            .order_by()
-            .values("conversation")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        conversations = conversations.annotate(
-            message_count=Coalesce(Subquery(visible), 0, output_field=IntegerField())
-        )
+        conversations = conversations.annotate(message_count=_visible_message_count())
     return conversations.get(pk=conversation_id)
+
+
+def _per_conversation() -> QuerySet[Message, Any]:
+    return Message.objects.filter(conversation=OuterRef("pk")).order_by().values("conversation")
+
+
+def _visible_message_count() -> Coalesce:
+    """A subquery: the conversation's messages, replaced replies left out."""
+    visible = _per_conversation().filter(replaced=False).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(visible, output_field=IntegerField()), 0)
 
 
 def message_list(
@@ -209,20 +220,9 @@ def conversation_stats() -> QuerySet[Conversation]:
     Subqueries, not joins: admin search over ``messages__content`` joins the messages again, and
     aggregates over that join would count each message once per matching message.
     """
-    from django.db.models import Count, IntegerField, Max, Subquery
-    from django.db.models.functions import Coalesce
-
-    per_conversation = (
-        Message.objects.filter(conversation=OuterRef("pk")).order_by().values("conversation")
-    )
+    per_conversation = _per_conversation()
     return Conversation.objects.annotate(
-        message_count=Coalesce(
-            Subquery(
-                per_conversation.filter(replaced=False).annotate(n=Count("pk")).values("n"),
-                output_field=IntegerField(),
-            ),
-            0,
-        ),
+        message_count=_visible_message_count(),
         tokens_total=Subquery(
             per_conversation.annotate(n=Sum("total_tokens")).values("n"),
             output_field=IntegerField(),
