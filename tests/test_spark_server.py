@@ -564,7 +564,7 @@ def test_many_concurrent_streams(server: SparkServer) -> None:
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=100) as pool:
         assert all(pool.map(one, range(100)))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 8  # one after another would take over 10 s
 
 
 def test_stop_with_stalled_stream_returns_quickly() -> None:

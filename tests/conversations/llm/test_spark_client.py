@@ -144,7 +144,7 @@ def test_stream_delivers_each_token_as_it_arrives(provider, framing):
         arrivals.append(time.monotonic() - started)
 
     assert first.content == "a "
-    assert first_at < 0.2
+    assert first_at < 0.5  # the last token is sent at 0.75 s: this one was not held back
     assert arrivals[-1] >= 0.7
     assert len(arrivals) == 4
     # Evenly spread, not delivered in a burst at the end.
@@ -320,7 +320,7 @@ def test_stalled_stream_times_out_after_the_read_timeout(spark):
         for chunk in stream:
             received.append(chunk.content)
 
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 3.0  # 0.5 s read timeout, against a 5 s stall
     assert received == ["a ", "b "]
     assert caught.value.code == "upstream_timeout"
     assert caught.value.status_code == 504
@@ -337,7 +337,7 @@ def test_slow_first_byte_past_the_read_timeout_times_out(spark):
     with pytest.raises(LLMTimeout):
         list(provider.stream(model="lite", messages=ask("hi [[delay:5]]")))
 
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 4.0  # two 0.5 s timeouts, against 5 s stalls
 
 
 def test_slow_first_byte_within_the_read_timeout_succeeds(spark):
@@ -450,10 +450,10 @@ def test_close_from_another_thread_interrupts_a_stalled_read(provider, spark):
     closed_at = time.monotonic()
 
     stream.close()
-    reader.join(timeout=2.0)
+    reader.join(timeout=5.0)
 
     assert not reader.is_alive()
-    assert time.monotonic() - closed_at < 1.0
+    assert time.monotonic() - closed_at < 3.0  # the stall lasts 20 s
     # Either way the reader stops; it never reports a normal end of the reply.
     assert "ended" not in outcome or outcome[:-1] == ["b "]
     deadline = time.monotonic() + 2.0
