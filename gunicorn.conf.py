@@ -38,6 +38,9 @@ control_socket_disable = True
 # keep the server at 2 x workers connections however many streams are open; requests queue for a
 # connection instead of forking a new PostgreSQL backend each. Raise it for database-heavy loads.
 os.environ.setdefault("DB_POOL_MAX_SIZE", "2")
+# SQLite: each worker keeps up to this many idle connections for its next requests instead of
+# opening (and closing) one per request (chatsite/sqlite_pool).
+os.environ.setdefault("SQLITE_POOL_SIZE", "8")
 
 # prometheus_client's multiprocess mode: every worker writes its metrics to files in this folder
 # and /metrics adds them up. It must be empty when the server starts.
@@ -99,7 +102,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     from django.conf import settings
 
     database = settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
+    if database["ENGINE"] in ("django.db.backends.sqlite3", "chatsite.sqlite_pool"):
         _sqlite_keeper = sqlite3.connect(str(database["NAME"]))
         _sqlite_keeper.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
 

@@ -106,6 +106,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Idle connections a process keeps for its next requests (chatsite/sqlite_pool);
+    # gunicorn.conf.py turns it on for its workers. 0: Django's backend, a connection a request.
+    SQLITE_POOL_SIZE = env.int("SQLITE_POOL_SIZE", default=0)
+    if SQLITE_POOL_SIZE > 0:
+        DATABASES["default"]["ENGINE"] = "chatsite.sqlite_pool"
+        DATABASES["default"]["POOL_SIZE"] = SQLITE_POOL_SIZE
     # A file, not memory, so that the threads of live-server tests share one database.
     # One file per test process, so that two suites running at once do not share it.
     DATABASES["default"]["TEST"] = {

@@ -1,0 +1,1 @@
+"""Django's SQLite backend with the connections of a worker process reused (see ``base``)."""

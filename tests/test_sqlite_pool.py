@@ -1,0 +1,114 @@
+"""chatsite.sqlite_pool: a worker's SQLite connections are reused, never shared or leaked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.db import DatabaseError, connections
+
+from chatsite.sqlite_pool import base as pool_base
+
+pytestmark = pytest.mark.skipif(
+    connections["default"].vendor != "sqlite", reason="the pool is SQLite's"
+)
+
+
+@pytest.fixture
+def make_wrapper(tmp_path: Path, monkeypatch, django_db_blocker):
+    monkeypatch.setattr(pool_base, "_pool", pool_base._Pool())  # a pool of this test's own
+    settings_dict = {
+        **connections["default"].settings_dict,
+        "NAME": str(tmp_path / "pool.sqlite3"),
+        "ENGINE": "chatsite.sqlite_pool",
+        "POOL_SIZE": 2,
+    }
+    made = []
+
+    def make(alias: str = "pool-test") -> pool_base.DatabaseWrapper:
+        wrapper = pool_base.DatabaseWrapper(dict(settings_dict), alias=alias)
+        made.append(wrapper)
+        return wrapper
+
+    with django_db_blocker.unblock():  # a database of the test's own, not the test database
+        yield make
+    for wrapper in made:
+        wrapper.close()
+    for idle in pool_base._pool.idle.values():
+        for raw in idle:
+            raw.close()
+
+
+def test_a_closed_connection_is_reused_by_the_next_request(make_wrapper):
+    db = make_wrapper()
+    db.ensure_connection()
+    first = db.connection
+    with db.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (x INTEGER)")
+    db.close()
+    assert db.connection is None
+
+    db.ensure_connection()
+    assert db.connection is first
+    with db.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM t")
+        assert cursor.fetchone() == (0,)
+    # Django's own setup still holds on the reused connection: autocommit, foreign keys.
+    assert db.get_autocommit()
+    with db.cursor() as cursor:
+        cursor.execute("PRAGMA foreign_keys")
+        assert cursor.fetchone() == (1,)
+
+
+def test_two_open_connections_are_never_the_same(make_wrapper):
+    one, two = make_wrapper("a"), make_wrapper("b")
+    one.ensure_connection()
+    one.close()  # one idle connection in the pool
+    one.ensure_connection()
+    two.ensure_connection()  # the pool is empty again: a new connection
+    assert one.connection is not two.connection
+
+
+def test_the_pool_holds_at_most_its_size(make_wrapper):
+    wrappers = [make_wrapper(str(i)) for i in range(3)]
+    raws = []
+    for wrapper in wrappers:
+        wrapper.ensure_connection()
+        raws.append(wrapper.connection)
+    for wrapper in wrappers:
+        wrapper.close()
+    idle = pool_base._pool.idle[wrappers[0].settings_dict["NAME"]]
+    assert len(idle) == 2
+    with pytest.raises(Exception, match="closed"):
+        raws[2].execute("SELECT 1")  # the third was really closed
+
+
+def test_a_connection_inside_a_transaction_or_after_an_error_is_closed_not_kept(make_wrapper):
+    db = make_wrapper()
+    db.ensure_connection()
+    raw = db.connection
+    db.set_autocommit(False)
+    with db.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (x INTEGER)")
+        cursor.execute("INSERT INTO t VALUES (1)")
+    assert raw.in_transaction
+    db.close()
+    assert not pool_base._pool.idle.get(db.settings_dict["NAME"])
+
+    db.ensure_connection()
+    with pytest.raises(DatabaseError), db.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    db.close()
+    assert not pool_base._pool.idle.get(db.settings_dict["NAME"])
+
+
+def test_a_forked_child_does_not_use_its_parents_connections(make_wrapper, monkeypatch):
+    db = make_wrapper()
+    db.ensure_connection()
+    parent = db.connection
+    db.close()
+    monkeypatch.setattr(os, "getpid", lambda: pool_base._pool.pid + 1)  # as if in a child
+
+    db.ensure_connection()
+    assert db.connection is not parent
