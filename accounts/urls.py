@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from . import views
 
@@ -8,4 +9,9 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("signup/", views.signup, name="signup"),
+    # The names other sites use for the same page.
+    path(
+        "register/",
+        RedirectView.as_view(pattern_name="accounts:signup", query_string=True),
+    ),
 ]

@@ -18,7 +18,9 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("healthz/", healthz),  # probes written either way answer the same
     path("metrics", metrics_view, name="metrics"),
+    path("metrics/", metrics_view),
     path("accounts/", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("conversations.urls")),

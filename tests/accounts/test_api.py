@@ -353,3 +353,11 @@ def test_access_token_lifetimes_follow_the_architecture():
     assert jwt_settings["ACCESS_TOKEN_LIFETIME"].total_seconds() == 15 * 60
     assert jwt_settings["REFRESH_TOKEN_LIFETIME"].days == 7
     assert jwt_settings["ROTATE_REFRESH_TOKENS"] and jwt_settings["BLACKLIST_AFTER_ROTATION"]
+
+
+@pytest.mark.django_db
+def test_register_page_is_an_alias_of_sign_up(client):
+    response = client.get("/accounts/register/?next=/c/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/signup/?next=/c/"
+    assert client.get(response["Location"]).status_code == 200

@@ -465,8 +465,9 @@ def test_api_docs_render_with_local_assets_only(api, client):
         assert b"https://cdn" not in body, url
 
 
-def test_healthz_reports_the_database(anon):
-    response = anon.get("/healthz")
+@pytest.mark.parametrize("path", ["/healthz", "/healthz/"])
+def test_healthz_reports_the_database(anon, path):
+    response = anon.get(path)
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok"}
