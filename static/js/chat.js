@@ -736,6 +736,11 @@ input.addEventListener("input", () => {
   clearTimeout(draftTimer);
   draftTimer = setTimeout(saveDraft, 300);
 });
+// A reload or a closed tab within the pause above keeps the last keystrokes too.
+window.addEventListener("pagehide", () => {
+  clearTimeout(draftTimer);
+  saveDraft();
+});
 
 input.addEventListener("keydown", (event) => {
   // Enter while an input method is composing picks a candidate; it must not send.

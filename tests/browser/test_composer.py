@@ -54,8 +54,7 @@ def test_shift_enter_new_line_and_draft_survives_reload(open_page, spark, user):
     box.type("second line")
     expect(box).to_have_value("first line\nsecond line")
     assert not Message.objects.exists()
-    page.wait_for_timeout(400)  # the draft is saved a moment after typing stops
-    page.reload()
+    page.reload()  # at once: the draft is saved when the page goes away, not only after a pause
     expect(page.get_by_label("Message", exact=True)).to_have_value("first line\nsecond line")
     # Drafts are per conversation: a new chat starts empty.
     page.get_by_role("button", name="New chat").click()
