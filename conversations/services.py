@@ -96,21 +96,59 @@ def conversation_delete(*, conversation: Conversation) -> None:
 # --- stale streams ------------------------------------------------------------------------------
 
 
+def _process_start(pid: int | str) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), or None if it is not running.
+
+    A zombie (exited, not yet reaped) counts as not running.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # The command name in parentheses may hold spaces: fields count from after it.
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    except OSError:
+        return ""  # unreadable: cannot tell
+    state, start = fields[0], fields[19]
+    return None if state in (b"Z", b"X") else start.decode()
+
+
+_worker_name: tuple[int, str] = (0, "")
+
+
 def _this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start``: the start time tells a reused pid from the worker that wrote a reply."""
+    global _worker_name
+    pid = os.getpid()
+    if _worker_name[0] != pid:  # first call in this process (or a forked child)
+        start = _process_start(pid) or ""
+        _worker_name = (pid, f"{socket.gethostname()}:{pid}" + (f":{start}" if start else ""))
+    return _worker_name[1]
+
+
+def _is_worker(owner: str, worker: str) -> bool:
+    """Whether ``owner`` (saved on a reply) is ``worker``: ``host:pid`` or ``host:pid:start``."""
+    return owner == worker or owner.startswith(worker + ":")
 
 
 def _worker_is_dead(worker: str) -> bool:
-    host, _, pid = worker.rpartition(":")
+    host, _, rest = worker.partition(":")
+    pid, _, start = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False  # another host's worker: only age tells
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
+    if not os.path.isdir("/proc/self"):  # no procfs: fall back on signal 0
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
         return False
-    return False
+    running_since = _process_start(pid)
+    if running_since is None:
+        return True  # gone, or a zombie
+    # Another process with the same pid (reused) is not the worker that wrote the reply.
+    return bool(start and running_since and running_since != start)
 
 
 def messages_recover_stale(
@@ -128,7 +166,9 @@ def messages_recover_stale(
     stale_ids = [
         message_id
         for message_id, owner, created_at in streaming.values_list("id", "worker", "created_at")
-        if created_at < cutoff or owner == worker or (owner and _worker_is_dead(owner))
+        if created_at < cutoff
+        or (worker and _is_worker(owner, worker))
+        or (owner and _worker_is_dead(owner))
     ]
     if not stale_ids:
         return 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -529,6 +531,47 @@ def test_stale_reply_of_a_dead_worker_is_recovered_on_the_next_send(api, spark, 
     assert stale.status == "interrupted"
     assert stale.error_code == "worker_lost"
     assert stale.finished_at is not None
+
+
+@reply_flow
+def test_a_reply_of_a_reused_pid_or_a_zombie_worker_is_recovered_but_a_live_ones_is_not(
+    api, spark, conversation
+):
+    from conversations import services
+
+    host = socket.gethostname()
+    live = services._this_worker()  # this process: alive, same start time
+    assert live.startswith(f"{host}:{os.getpid()}:")
+    MessageFactory(conversation=conversation, seq=1, content="first")
+    in_progress = MessageFactory(
+        conversation=conversation, seq=2, role="assistant", status="streaming", worker=live
+    )
+    assert_json_error(send(api, conversation, "second"), 409, "reply_in_progress")
+
+    # The same pid, but a process that started at another time: the pid was reused.
+    Message.objects.filter(pk=in_progress.pk).update(worker=f"{host}:{os.getpid()}:1")
+    assert send(api, conversation, "third").status_code == 201
+    in_progress.refresh_from_db()
+    assert (in_progress.status, in_progress.error_code) == ("interrupted", "worker_lost")
+
+    # A zombie: exited, not yet reaped by its parent.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while services._process_start(child.pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with open(f"/proc/{child.pid}/stat", "rb") as stat:  # still there, as a zombie
+        assert stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    zombie = MessageFactory(
+        conversation=conversation,
+        seq=Message.objects.filter(conversation=conversation).count() + 1,
+        role="assistant",
+        status="streaming",
+        worker=f"{host}:{child.pid}",
+    )
+    assert send(api, conversation, "fourth").status_code == 201
+    zombie.refresh_from_db()
+    assert zombie.status == "interrupted"
+    child.wait()
 
 
 @reply_flow

@@ -170,8 +170,9 @@ def _streaming_worker(server: ChatsiteServer, message_id: str) -> int:
         "SELECT worker FROM conversations_message WHERE id = ?",
         (message_id.replace("-", ""),),
     )[0]
-    host, _, pid = worker.rpartition(":")
+    host, pid, *start = worker.split(":")  # host:pid:start-time
     assert host == socket.gethostname(), worker
+    assert len(start) == 1 and start[0].isdigit(), worker
     return int(pid)
 
 
