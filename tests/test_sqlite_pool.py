@@ -10,20 +10,22 @@ from django.db import DatabaseError, connections
 
 from chatsite.sqlite_pool import base as pool_base
 
-pytestmark = pytest.mark.skipif(
-    connections["default"].vendor != "sqlite", reason="the pool is SQLite's"
-)
-
 
 @pytest.fixture
 def make_wrapper(tmp_path: Path, monkeypatch, django_db_blocker):
     monkeypatch.setattr(pool_base, "_pool", pool_base._Pool())  # a pool of this test's own
-    settings_dict = {
-        **connections["default"].settings_dict,
-        "NAME": str(tmp_path / "pool.sqlite3"),
-        "ENGINE": "chatsite.sqlite_pool",
-        "POOL_SIZE": 2,
-    }
+    # A SQLite database of the test's own, whatever database the suite runs on.
+    settings_dict = connections.configure_settings(
+        {
+            "default": {},  # configure_settings insists on one
+            "pool-test": {
+                "ENGINE": "chatsite.sqlite_pool",
+                "NAME": str(tmp_path / "pool.sqlite3"),
+                "POOL_SIZE": 2,
+                "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            },
+        }
+    )["pool-test"]
     made = []
 
     def make(alias: str = "pool-test") -> pool_base.DatabaseWrapper:
