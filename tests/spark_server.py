@@ -481,6 +481,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "authorization": self.headers.get("Authorization"),
                 "body": raw.decode("utf-8", "replace"),
                 "sid": sid,
+                # (host, port) of the client's end: tells a reused connection from a new one.
+                "client": tuple(self.client_address),
             }
         )
         try:

@@ -10,6 +10,7 @@ import http.client
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -166,13 +167,21 @@ class OpenAICompatibleProvider(ChatProvider):
         except BaseException:
             response.close()
             raise
-        return ChatStream(self._events_then_close(response), abort=lambda: _abort(response))
+        guard = _StreamConnection(response)
+        return ChatStream(self._events_then_close(response, guard), abort=guard.abort)
 
-    def _events_then_close(self, response: requests.Response) -> Iterator[StreamChunk]:
+    def _events_then_close(
+        self, response: requests.Response, guard: _StreamConnection
+    ) -> Iterator[StreamChunk]:
+        ended = False
         try:
             yield from self._read_events(response)
+            ended = True
         finally:
-            response.close()
+            # After [DONE] the connection goes back to the session's pool for the next reply
+            # (over HTTPS a new one costs a TLS handshake); after anything else it is closed.
+            if not (ended and guard.release()):
+                response.close()
 
     def _read_events(self, response: requests.Response) -> Iterator[StreamChunk]:
         sid = ""
@@ -300,6 +309,59 @@ class OpenAICompatibleProvider(ChatProvider):
                 code="upstream_unavailable", sid=sid, upstream_message=upstream_message
             )
         return LLMBadResponse(sid=sid, upstream_message=upstream_message)
+
+
+class _StreamConnection:
+    """A stream's upstream connection: closed by ``abort()`` or handed back by ``release()``.
+
+    The two can race (the client leaves as the model finishes): once released, the connection
+    may already serve another reply, so a later abort must not touch it, and an aborted one is
+    never released.
+    """
+
+    # The rest of the body after [DONE] (a chunked stream's last chunk) arrives with it; a
+    # server that sends more, or nothing, within this long gets its connection closed.
+    DRAIN_SECONDS = 1.0
+    DRAIN_MAX_BYTES = 65536
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self._lock = threading.Lock()
+        self._aborted = False
+        self._released = False
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._aborted = True
+        _abort(self._response)
+
+    def release(self) -> bool:
+        """Read the end of the body and return the connection to the pool; False if it cannot."""
+        raw = self._response.raw
+        connection = getattr(raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is None or self._aborted:
+            return False
+        try:
+            sock.settimeout(self.DRAIN_SECONDS)  # urllib3 sets its own again on the next request
+            left = self.DRAIN_MAX_BYTES
+            while left > 0:
+                data = raw.read1(left)
+                if not data:
+                    break
+                left -= len(data)
+            else:
+                return False  # more than a body's end: not a connection to reuse
+        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException):
+            return False
+        with self._lock:
+            if self._aborted or not raw.isclosed():
+                return False
+            self._released = True
+        raw.release_conn()
+        return True
 
 
 def _abort(response: requests.Response) -> None:

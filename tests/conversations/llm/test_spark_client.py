@@ -511,3 +511,48 @@ def test_a_bare_json_error_answering_a_stream_request_keeps_its_code(body, error
         client.close()
         server.shutdown()
         server.server_close()
+
+
+# --- connection reuse ---------------------------------------------------------------------------
+
+
+def _drain(stream: ChatStream) -> str:
+    return "".join(chunk.content for chunk in stream)
+
+
+def test_a_finished_stream_hands_its_connection_to_the_next_request(provider, spark):
+    # Over HTTPS a new connection per reply would cost a TLS handshake before every first token.
+    assert _drain(provider.stream(model="lite", messages=ask("[[reply:a b]]"))) == "a b"
+    assert _drain(provider.stream(model="lite", messages=ask("[[reply:c d]]"))) == "c d"
+    assert provider.complete(model="lite", messages=ask("[[reply:e]]")).content == "e"
+
+    clients = [request["client"] for request in spark.requests]
+    assert clients[0] == clients[1] == clients[2]
+
+
+@pytest.mark.parametrize(
+    "directive", ["[[midstream:10014]]", "[[drop]]", "[[close]]"], ids=["error", "drop", "close"]
+)
+def test_a_stream_that_did_not_end_cleanly_never_lends_its_connection(provider, spark, directive):
+    try:
+        _drain(provider.stream(model="lite", messages=ask(f"[[reply:a b c d]] {directive}")))
+    except LLMError:
+        pass
+    assert _drain(provider.stream(model="lite", messages=ask("[[reply:next]]"))) == "next"
+
+    first, second = (request["client"] for request in spark.requests)
+    assert first != second
+
+
+def test_closing_a_finished_stream_later_does_not_cut_the_next_one(provider, spark):
+    # The client leaves just as the model finishes: the late close() must not reach the
+    # connection, which already serves the next reply.
+    finished = provider.stream(model="lite", messages=ask("[[reply:a b]]"))
+    assert _drain(finished) == "a b"
+    following = provider.stream(model="lite", messages=ask("[[reply:c d e]] [[interval:0.1]]"))
+    assert next(following).content == "c "
+
+    finished.close()
+
+    assert "".join(chunk.content for chunk in following) == "d e"
+    assert spark.requests[0]["client"] == spark.requests[1]["client"]
