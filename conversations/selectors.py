@@ -96,6 +96,28 @@ def message_list(
     return page[:limit], len(page) > limit
 
 
+def turn_state(*, conversation: Conversation) -> tuple[int, int]:
+    """The conversation's last ``seq`` (0 when empty) and how many of its replies are streaming.
+
+    Runs inside the reply's write transaction on every send: one hand-written statement, since
+    building the equivalent ORM aggregate cost more than running it.
+    """
+    table = connection.ops.quote_name(Message._meta.db_table)
+    conversation_id = Message._meta.get_field("conversation").get_db_prep_value(
+        conversation.pk, connection
+    )
+    # Only the quoted table name is interpolated; every value is a parameter.
+    sql = (
+        "SELECT MAX(seq),"  # noqa: S608  # nosec B608 - values are parameters
+        " COUNT(CASE WHEN status = %s AND replaced = %s THEN 1 END)"
+        f" FROM {table} WHERE conversation_id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Message.Status.STREAMING, False, conversation_id])
+        last_seq, streaming = cursor.fetchone()
+    return last_seq or 0, streaming or 0
+
+
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _WORD = re.compile(f"[^\\s{_CJK}]+")

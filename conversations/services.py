@@ -21,7 +21,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -219,13 +218,9 @@ def _save_turn(
             Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list(
                 "pk"
             ).first()
-        state = Message.objects.filter(conversation=conversation).aggregate(
-            last_seq=Max("seq"),
-            streaming=Count("pk", filter=Q(status=Message.Status.STREAMING, replaced=False)),
-        )
-        if state["streaming"]:
+        last_seq, streaming = selectors.turn_state(conversation=conversation)
+        if streaming:
             raise _ReplyInProgress
-        last_seq = state["last_seq"] or 0
         user_message = None
         if regenerate:
             last = (
