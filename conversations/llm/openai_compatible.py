@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,6 +81,15 @@ class OpenAICompatibleProvider(ChatProvider):
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # requests reads the environment (proxy variables, CA bundle, ~/.netrc) on every request;
+        # a provider lives as long as its configuration, so the proxy and CA settings that apply
+        # to its base URL are read once here. A ~/.netrc entry can no longer replace the Bearer
+        # header either.
+        self.session.proxies = requests.utils.get_environ_proxies(self.base_url)
+        self.session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        self.session.trust_env = False
 
     # -- configuration ---------------------------------------------------------------------------
 

@@ -556,3 +556,19 @@ def test_closing_a_finished_stream_later_does_not_cut_the_next_one(provider, spa
 
     assert "".join(chunk.content for chunk in following) == "d e"
     assert spark.requests[0]["client"] == spark.requests[1]["client"]
+
+
+def test_proxy_settings_from_the_environment_are_read_once_per_provider(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    remote = SparkProvider(base_url="https://spark.example/v1", api_keys={"*": SPARK_KEY})
+    local = SparkProvider(base_url="http://127.0.0.1:9/v1", api_keys={"*": SPARK_KEY})
+    try:
+        assert remote.session.proxies.get("https") == "http://127.0.0.1:3128"
+        assert remote.session.verify == "/etc/ssl/certs/ca-certificates.crt"
+        assert "https" not in local.session.proxies  # NO_PROXY honoured
+        assert not remote.session.trust_env  # not read again on every request
+    finally:
+        remote.close()
+        local.close()
