@@ -20,6 +20,12 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "4000"))
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections
+# over them. On one shared socket every worker wakes for each connection and the first to run
+# takes it, which handed one worker two thirds to four fifths of the streams in the capacity
+# benchmark and all 32 keep-alive connections of the API benchmark. GUNICORN_REUSE_PORT=0 goes
+# back to the shared socket.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") != "0"
 # Under gevent the worker heartbeats independently of requests, so long streams are not killed.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))

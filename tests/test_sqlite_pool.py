@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, OperationalError, connections
 
 from chatsite.sqlite_pool import base as pool_base
 
@@ -114,3 +116,51 @@ def test_a_forked_child_does_not_use_its_parents_connections(make_wrapper, monke
 
     db.ensure_connection()
     assert db.connection is not parent
+
+
+def test_a_locked_database_is_waited_for_in_python_sleeps_not_inside_sqlite(
+    make_wrapper, monkeypatch
+):
+    # SQLite's own busy handler sleeps in C, stopping every greenlet of a gevent worker; the
+    # backend lets SQLite wait only C_LOCK_WAIT and then sleeps with time.sleep (a gevent yield).
+    db = make_wrapper()
+    with db.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (x INTEGER)")
+    holder = sqlite3.connect(db.settings_dict["NAME"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+    pauses: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if sum(pauses) > 0.2:
+            holder.execute("COMMIT")  # the other writer finishes
+        real_sleep(seconds)
+
+    monkeypatch.setattr(pool_base.time, "sleep", sleep)
+    with db.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone() == (int(pool_base.C_LOCK_WAIT * 1000),)
+        started = time.monotonic()
+        cursor.execute("INSERT INTO t VALUES (1)")
+    assert time.monotonic() - started >= 0.2
+    assert len(pauses) > 5 and max(pauses) <= 0.025  # many short yields, not one long block
+    with db.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM t")
+        assert cursor.fetchone() == (1,)
+    holder.close()
+
+
+def test_a_lock_held_past_the_timeout_still_fails_with_database_is_locked(make_wrapper):
+    db = make_wrapper()
+    db.settings_dict["OPTIONS"] = {**db.settings_dict["OPTIONS"], "timeout": 0.1}
+    with db.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (x INTEGER)")
+    holder = sqlite3.connect(db.settings_dict["NAME"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"), db.cursor() as cursor:
+            cursor.execute("INSERT INTO t VALUES (1)")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

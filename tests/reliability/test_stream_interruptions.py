@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.conftest import SPARK_KEY
 from tests.support.servers import ChatsiteServer
@@ -88,7 +89,12 @@ def _reply(api: LiveApi, conversation_id: str) -> dict[str, Any]:
 
 def _reply_settled(api: LiveApi, conversation_id: str) -> Any:
     def check() -> dict[str, Any] | None:
-        reply = _reply(api, conversation_id)
+        try:
+            reply = _reply(api, conversation_id)
+        except requests.ConnectionError:
+            # A keep-alive connection (or one still queued) on a worker that was just killed is
+            # reset; a client asks again, as this check does on its next round.
+            return None
         return reply if reply["status"] != "streaming" else None
 
     return check
