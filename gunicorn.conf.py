@@ -112,6 +112,13 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
         _sqlite_keeper = sqlite3.connect(str(database["NAME"]))
         _sqlite_keeper.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
 
+    # Full garbage collections on a timer instead of whenever the heap grew (chatsite/gc_tuning).
+    import gevent
+
+    from chatsite import gc_tuning
+
+    gc_tuning.configure(float(os.environ.get("GC_FULL_COLLECT_SECONDS", "300")), gevent.spawn)
+
 
 def on_exit(server):  # type: ignore[no-untyped-def]
     shutil.rmtree(_metrics_dir, ignore_errors=True)
