@@ -331,7 +331,7 @@ class _StreamConnection:
 
     # The rest of the body after [DONE] (a chunked stream's last chunk) arrives with it; a
     # server that sends more, or nothing, within this long gets its connection closed.
-    DRAIN_SECONDS = 1.0
+    DRAIN_SECONDS = 0.25
     DRAIN_MAX_BYTES = 65536
 
     def __init__(self, response: requests.Response) -> None:

@@ -572,3 +572,46 @@ def test_proxy_settings_from_the_environment_are_read_once_per_provider(monkeypa
     finally:
         remote.close()
         local.close()
+
+
+def test_a_body_that_does_not_end_after_done_costs_at_most_a_short_wait():
+    # [DONE], then the server neither ends the chunked body nor closes: the reply is complete,
+    # the connection is not reused, and the stream ends after the short drain timeout.
+    frame = b'data:{"code":0,"sid":"cha0open","choices":[{"delta":{"content":"hi"}}]}\n\n'
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for data in (frame, b"data:[DONE]\n\n"):
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self.wfile.flush()
+            release.wait(5)  # no terminating chunk
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = SparkProvider(
+        base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+        api_keys={"*": SPARK_KEY},
+        connect_timeout=2.0,
+        read_timeout=5.0,
+    )
+    try:
+        started = time.monotonic()
+        assert _drain(client.stream(model="lite", messages=ask("hi"))) == "hi"
+        assert time.monotonic() - started < 2.0  # not the 5 s read timeout
+    finally:
+        release.set()
+        client.close()
+        server.shutdown()
+        server.server_close()
