@@ -58,8 +58,30 @@ _root = os.path.dirname(os.path.abspath(__file__))
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
+    if reuse_port:
+        _refuse_a_taken_address(server)
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def _refuse_a_taken_address(server):  # type: ignore[no-untyped-def]
+    """With SO_REUSEPORT a second server (same user) would silently share a port another one
+    already listens on, each taking part of the connections. Fail loudly instead, as gunicorn
+    does without it: a plain bind fails on a port that anything listens on."""
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):
+            continue  # a unix socket or a file descriptor
+        host, port = address[0], address[1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                server.log.error(
+                    "%s:%s is already in use (%s): is chatsite running?", host, port, exc
+                )
+                sys.exit(1)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
