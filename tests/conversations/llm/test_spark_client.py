@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -462,6 +463,30 @@ def test_close_from_another_thread_interrupts_a_stalled_read(provider, spark):
     assert spark.closed_early == 1
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _provider_against(handler: type[BaseHTTPRequestHandler]) -> Iterator[SparkProvider]:
+    """A provider talking to a one-off loopback server whose handler answers as the test needs."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = SparkProvider(
+        base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+        api_keys={"*": SPARK_KEY},
+        connect_timeout=2.0,
+        read_timeout=5.0,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize(
     "body,error_class,code",
     [
@@ -481,7 +506,7 @@ def test_close_from_another_thread_interrupts_a_stalled_read(provider, spark):
 )
 def test_a_bare_json_error_answering_a_stream_request_keeps_its_code(body, error_class, code):
     # A 200 labelled text/event-stream whose body is one JSON error, without "data:" framing.
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(200)
@@ -490,27 +515,10 @@ def test_a_bare_json_error_answering_a_stream_request_keeps_its_code(body, error
             self.end_headers()
             self.wfile.write(body + b"\n")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = SparkProvider(
-        base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
-        api_keys={"*": SPARK_KEY},
-        connect_timeout=2.0,
-        read_timeout=5.0,
-    )
-    try:
-        with pytest.raises(error_class) as caught:
-            list(client.stream(model="lite", messages=ask("hi")))
-        assert caught.value.code == code
-        assert caught.value.sid == "cha0bare"
-    finally:
-        client.close()
-        server.shutdown()
-        server.server_close()
+    with _provider_against(Handler) as client, pytest.raises(error_class) as caught:
+        list(client.stream(model="lite", messages=ask("hi")))
+    assert caught.value.code == code
+    assert caught.value.sid == "cha0bare"
 
 
 # --- connection reuse ---------------------------------------------------------------------------
@@ -580,7 +588,7 @@ def test_a_body_that_does_not_end_after_done_costs_at_most_a_short_wait():
     frame = b'data:{"code":0,"sid":"cha0open","choices":[{"delta":{"content":"hi"}}]}\n\n'
     release = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
@@ -595,23 +603,10 @@ def test_a_body_that_does_not_end_after_done_costs_at_most_a_short_wait():
             release.wait(5)  # no terminating chunk
             self.close_connection = True
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = SparkProvider(
-        base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
-        api_keys={"*": SPARK_KEY},
-        connect_timeout=2.0,
-        read_timeout=5.0,
-    )
-    try:
-        started = time.monotonic()
-        assert _drain(client.stream(model="lite", messages=ask("hi"))) == "hi"
-        assert time.monotonic() - started < 2.0  # not the 5 s read timeout
-    finally:
-        release.set()
-        client.close()
-        server.shutdown()
-        server.server_close()
+    with _provider_against(Handler) as client:
+        try:
+            started = time.monotonic()
+            assert _drain(client.stream(model="lite", messages=ask("hi"))) == "hi"
+            assert time.monotonic() - started < 2.0  # not the 5 s read timeout
+        finally:
+            release.set()  # before the server shuts down: it serves one request at a time
