@@ -92,6 +92,14 @@ async def _read_request(
     return method, path, headers, body
 
 
+async def _send_json(writer: asyncio.StreamWriter, status: bytes, data: bytes) -> None:
+    writer.write(
+        b"HTTP/1.1 %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b"
+        % (status, len(data), data)
+    )
+    await writer.drain()
+
+
 async def _handle(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, args: argparse.Namespace
 ) -> None:
@@ -105,11 +113,7 @@ async def _handle(
                 data = json.dumps(
                     {"open": Stats.open, "max_open": Stats.max_open, "served": Stats.served}
                 ).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%b" % (len(data), data)
-                )
-                await writer.drain()
+                await _send_json(writer, b"200 OK", data)
                 continue
             if method != "POST" or not path.endswith("/chat/completions"):
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
@@ -120,11 +124,7 @@ async def _handle(
                     b'{"error":{"message":"invalid user","type":"api_error",'
                     b'"param":null,"code":null}}'
                 )
-                writer.write(
-                    b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%b" % (len(data), data)
-                )
-                await writer.drain()
+                await _send_json(writer, b"401 Unauthorized", data)
                 continue
             body = json.loads(raw or b"{}")
             delay, tokens, interval = _plan(body, args)
@@ -147,11 +147,7 @@ async def _handle(
                         "usage": usage,
                     }
                 ).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%b" % (len(data), data)
-                )
-                await writer.drain()
+                await _send_json(writer, b"200 OK", data)
                 continue
             Stats.open += 1
             Stats.max_open = max(Stats.max_open, Stats.open)
