@@ -109,10 +109,10 @@ def chatsite(
 ) -> ChatsiteServer:
     extra = {}
     if os.environ.get("BENCH_SERVER_PYTHONPATH"):
-        # An experiment (bench/experiments/*/sitecustomize.py) loaded into the server's processes.
+        # An experiment (a folder with a sitecustomize.py) loaded into the server's processes.
         extra["PYTHONPATH"] = str((ROOT / os.environ["BENCH_SERVER_PYTHONPATH"]).resolve())
     if os.environ.get("BENCH_SERVER_SETTINGS"):
-        # Experimental settings (bench/experiments/*/settings.py) for the server's processes.
+        # Experimental settings (a settings module) for the server's processes.
         extra["DJANGO_SETTINGS_MODULE"] = os.environ["BENCH_SERVER_SETTINGS"]
     return ChatsiteServer(
         spark_url=spark_url, workers=workers, env={**BENCH_ENV, **extra, **(env or {})}, **kwargs
