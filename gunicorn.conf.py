@@ -34,7 +34,6 @@ backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
-# Streams are long-lived: the response headers go out at once, the body as frames arrive.
 proc_name = "chatsite"
 # gunicorn 27's control socket defaults to one path per user, which two instances on one host
 # would fight over; chatsite does not use it.

@@ -1,17 +1,18 @@
 """Django's SQLite backend for gevent workers: pooled connections, lock waits that yield.
 
-Pooled connections. Every request closes its connection (no stream holds one, ARCHITECTURE.md
-§3), and a new SQLite connection costs about 0.8 ms of CPU (open, PRAGMAs, Django's SQL
-functions registered): two per reply, one per API call. Here ``close()`` puts a clean connection
-back in a small per-process list and the next ``connect()`` takes it. Only a connection outside
-any transaction, that saw no error, is kept; a forked child never inherits its parent's.
+Pooled connections. Every request closes its connection (no stream holds one while it waits on
+the model: docs/architecture.md, "The reply flow"), and a new SQLite connection costs about 0.8 ms
+of CPU (open, PRAGMAs, Django's SQL functions registered): two per reply, one per API call. Here
+``close()`` puts a clean connection back in a small per-process list and the next ``connect()``
+takes it. Only a connection outside any transaction, that saw no error, is kept; a forked child
+never inherits its parent's.
 
 Lock waits that yield. SQLite's own busy handler waits for another process's write lock by
-sleeping in C (ARCHITECTURE.md §11): the whole gevent worker, every stream it holds, stops for
-up to the busy timeout's growing steps. Here SQLite waits at most ``C_LOCK_WAIT`` itself; after
-that a statement refused with "database is locked" is retried after ``time.sleep`` (which gevent
-makes a yield), with growing pauses, until the configured ``timeout`` (20 s). A refused statement
-did nothing, so retrying it is safe.
+sleeping in C, where gevent cannot switch to another greenlet: the whole gevent worker, every
+stream it holds, stops for up to the busy timeout's growing steps. Here SQLite waits at most
+``C_LOCK_WAIT`` itself; after that a statement refused with "database is locked" is retried after
+``time.sleep`` (which gevent makes a yield), with growing pauses, until the configured ``timeout``
+(20 s). A refused statement did nothing, so retrying it is safe.
 
 Turned on by ``SQLITE_POOL_SIZE`` (gunicorn.conf.py sets it for its workers).
 """

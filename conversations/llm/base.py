@@ -86,7 +86,8 @@ class ChatProvider(abc.ABC):
     def stream(self, *, model: str, messages: Sequence[ChatMessage], user: str = "") -> ChatStream:
         """Open a stream: the reply as it arrives. ``close()`` ends the upstream request.
 
-        Failures before the first chunk raise here; later ones while iterating. Both are
+        A failure the provider answers instead of a stream (an error status, a JSON error body)
+        raises here; one inside the stream, from its first chunk on, while iterating. Both are
         ``LLMError`` subclasses, including a stream that ends early.
         """
 

@@ -1,7 +1,8 @@
 """A client for chat-completion APIs shaped like OpenAI's ``/chat/completions``.
 
 Spark's HTTP API is one of these with quirks of its own (``spark.py`` subclasses this). Another
-OpenAI-compatible service is one more subclass, or this class as it is.
+OpenAI-compatible service is one more subclass, or this class as it is. The protocol as this
+client reads it, and where each quirk is handled: docs/spark-protocol.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """iFlytek Spark (讯飞星火) over its OpenAI-shaped HTTP API.
 
-The quirks handled here are those of ../shared/spark-protocol.md: a Spark ``code`` inside 200
-bodies and inside stream chunks (an integer, non-zero on failure), the same code as a *string* in
-the OpenAI-style error envelope, and an HTTP status that cannot be trusted, so errors map on codes.
+The quirks handled here (docs/spark-protocol.md, "Errors: two shapes"): a Spark ``code`` inside
+200 bodies and inside stream chunks (an integer, non-zero on failure), the same code as a *string*
+in the OpenAI-style error envelope, and an HTTP status that cannot be trusted, so errors map on
+codes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from .exceptions import (
 )
 from .openai_compatible import OpenAICompatibleProvider
 
-# Spark codes -> (our error class, message for the user). From the table in spark-protocol.md.
+# Spark codes -> (our error class, message for the user). The codes and their meanings are in
+# docs/spark-protocol.md, "From Spark's code to what the user sees"; keep that table in step.
 SPARK_ERRORS: dict[str, tuple[type[LLMError], str]] = {
     "10003": (LLMInvalidRequest, "The model service rejected the request as invalid."),
     "10005": (

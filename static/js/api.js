@@ -1,4 +1,5 @@
-// The REST API (ARCHITECTURE.md §5) as seen from the browser: session cookie + CSRF header.
+// The REST API (README.md, "Use the API"; schema at /api/schema/) as seen from the browser:
+// session cookie + CSRF header.
 
 export class ApiError extends Error {
   constructor(status, code, detail, data = {}, retryAfter = null) {

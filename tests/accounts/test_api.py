@@ -1,6 +1,7 @@
 """Registration, JWT tokens (rotation, blacklist), logout and the current user.
 
-ARCHITECTURE.md §5 and §6.
+The endpoints are listed in README.md, "Use the API"; token lifetimes and rotation are set in
+chatsite/settings.py (``SIMPLE_JWT``).
 """
 
 from __future__ import annotations

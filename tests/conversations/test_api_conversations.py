@@ -1,4 +1,4 @@
-"""Conversations, models, schema, docs and health endpoints (ARCHITECTURE.md §5)."""
+"""Conversations, models, schema, docs and health endpoints (README.md, "Use the API")."""
 
 from __future__ import annotations
 

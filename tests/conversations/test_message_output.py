@@ -1,4 +1,4 @@
-"""The message shape of ARCHITECTURE.md §5, built without DRF's field walk, equals DRF's own."""
+"""The API's message object, built without DRF's field walk, equals DRF's own."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SparkProvider against the loopback Spark server, over real HTTP (spark-protocol.md)."""
+"""SparkProvider against the loopback Spark server, over real HTTP (docs/spark-protocol.md)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from conversations.llm.spark import SparkProvider
 from tests.conftest import SPARK_KEY
 from tests.spark_server import SparkServer, estimate_tokens
 
-# spark-protocol.md "Errors": each Spark code, the class it becomes and the status we answer with.
+# docs/spark-protocol.md, "From Spark's code to what the user sees": each Spark code, the class it
+# becomes and the status we answer with.
 ERROR_TABLE: list[tuple[int, type[LLMError], int]] = [
     (10003, LLMInvalidRequest, 502),
     (10005, LLMConfigurationError, 503),
@@ -132,7 +133,8 @@ def test_stream_yields_the_reply_token_by_token(provider, spark):
 @pytest.mark.parametrize("framing", ["", "[[close]]"], ids=["chunked", "close-delimited"])
 def test_stream_delivers_each_token_as_it_arrives(provider, framing):
     # Four short tokens 0.25 s apart: the first must be in hand long before the last is sent
-    # (ARCHITECTURE.md §11: a 512-byte read buffer would hold them back on a close-delimited body).
+    # (requests' iter_lines() would wait for 512 bytes on a close-delimited body and hold them back;
+    # docs/spark-protocol.md, "Streaming reply").
     stream = provider.stream(
         model="lite", messages=ask(f"[[reply:a b c d]] [[interval:0.25]] {framing}")
     )
