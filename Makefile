@@ -37,6 +37,7 @@ lint: $(VENV)/.requirements-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	CHATSITE_TESTING=1 $(BIN)/mypy conversations/llm conversations/services.py conversations/selectors.py
+	$(BIN)/lint-imports
 
 bench-quick: $(VENV)/.requirements-dev
 	$(BIN)/python -m bench.run_all --quick

@@ -14,8 +14,8 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from chatsite.api.exceptions import AppError
 from chatsite.api.fields import StrictCharField
+from chatsite.errors import AppError
 from chatsite.ratelimit import enforce
 
 from .serializers import RegisterInputSerializer, UserOutputSerializer
@@ -23,6 +23,7 @@ from .services import UsernameTaken, user_create
 
 
 class RegisterApi(APIView):
+    error_statuses = {"POST": (429,)}  # per-IP rate limit (chatsite/api/schema.py)
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
 
@@ -41,13 +42,16 @@ class RegisterApi(APIView):
 
 
 class TokenObtainApi(TokenObtainPairView):
+    # It authenticates no one, but answers a wrong password with 401; rate limited per IP.
+    error_statuses = {"POST": (401, 429)}
+
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
         enforce(request, group="login", rate=settings.LOGIN_RATE_LIMIT, per_user=False)
         return super().post(request, *args, **kwargs)
 
 
 class TokenRefreshApi(TokenRefreshView):
-    pass
+    error_statuses = {"POST": (401,)}  # an invalid, expired or rotated refresh token
 
 
 class LogoutInputSerializer(serializers.Serializer):

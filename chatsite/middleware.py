@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase
 
-from conversations import metrics
+from chatsite import metrics
 
 
 class RequestMetricsMiddleware:

@@ -6,24 +6,15 @@ Views call :func:`enforce` so that DRF views and plain Django views answer the s
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.http import HttpRequest
 from django_ratelimit.core import get_usage
-from rest_framework import status
 
-from chatsite.api.exceptions import AppError
+from chatsite.errors import RateLimited
 
-
-class RateLimited(AppError):
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS
-    default_detail = "Too many requests. Try again later."
-    default_code = "rate_limited"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(extra={"retry_after": retry_after})
-        self.retry_after = retry_after
-        # DRF's exception handler turns ``wait`` into the ``Retry-After`` header.
-        self.wait = retry_after
+__all__ = ["RateLimited", "client_ip", "enforce", "parse_rate"]
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -62,3 +53,17 @@ def enforce(request: HttpRequest, *, group: str, rate: str, per_user: bool = Tru
     if usage is not None and usage["should_limit"]:
         # django-ratelimit's time_left can be negative at a window's edge.
         raise RateLimited(retry_after=max(1, int(usage["time_left"])))
+
+
+_RATE = re.compile(r"^(\d+)/(\d*)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"10/m"`` -> ``(10, 60)``: how many in how many seconds, read as django-ratelimit does
+    (``"5/10s"`` is five in ten seconds)."""
+    match = _RATE.match(rate.strip())
+    if match is None:
+        raise ValueError(f"Invalid rate {rate!r}: expected e.g. '10/m' or '5/10s'.")
+    count, multiplier, unit = match.groups()
+    return int(count), int(multiplier or 1) * _UNIT_SECONDS[unit]

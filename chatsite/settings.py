@@ -205,7 +205,8 @@ WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 REST_FRAMEWORK: dict[str, Any] = {
     # JWT first: with session first, an anonymous API call would get 403 instead of 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, without a user query per request (chatsite/api/authentication.py).
+        "chatsite.api.authentication.LazyUserJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -247,7 +248,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "chatsite.api.schema.postprocess",
+        "conversations.api.schema.postprocess",
     ],
 }
 

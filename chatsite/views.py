@@ -9,8 +9,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from chatsite import metrics
 from chatsite.ratelimit import client_ip
-from conversations import metrics
 
 
 @never_cache

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import selectors
 from .models import Conversation, Message
+from .shapes import conversation_data, message_data
 
 
 class MessageStatusFilter(admin.SimpleListFilter):
@@ -75,30 +76,10 @@ class MessageInline(admin.TabularInline):
 
 def _transcript(conversation: Conversation) -> dict[str, Any]:
     return {
-        "id": str(conversation.pk),
-        "title": conversation.title,
+        **conversation_data(conversation),
         "owner": conversation.user.get_username(),
-        "model": conversation.model,
-        "system_prompt": conversation.system_prompt,
-        "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
         "messages": [
-            {
-                "id": str(m.pk),
-                "seq": m.seq,
-                "role": m.role,
-                "content": m.content,
-                "status": m.status,
-                "model": m.model,
-                "error_code": m.error_code,
-                "error_detail": m.error_detail,
-                "sid": m.sid,
-                "usage": m.usage,
-                "ttft_ms": m.ttft_ms,
-                "duration_ms": m.duration_ms,
-                "replaced": m.replaced,
-                "created_at": m.created_at.isoformat(),
-            }
+            {**message_data(m), "replaced": m.replaced}
             for m in conversation.messages.order_by("seq")
         ],
     }

@@ -1,36 +1,20 @@
-"""Prometheus metrics, correct across gunicorn worker processes.
+"""Reply metrics: open streams, time to first token, duration, outcomes, upstream errors, tokens.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn.conf.py sets it), every process writes its values
-to files there and ``/metrics`` aggregates them; without it, the process's own registry is used.
+Registered on prometheus_client's default registry; ``/metrics`` (chatsite/metrics.py) renders
+them, across gunicorn workers in multiprocess mode.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import Counter, Gauge, Histogram
+
+from chatsite.metrics import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from .models import Message
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
-
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
-
-REQUESTS = Counter(
-    "chatsite_http_requests_total",
-    "HTTP requests by route and status",
-    ["route", "method", "status"],
-)
 OPEN_STREAMS = Gauge(
     "chatsite_open_streams", "Replies streaming right now", multiprocess_mode="livesum"
 )
@@ -72,17 +56,3 @@ def observe_reply(message: Message) -> None:
     if message.total_tokens is not None:
         TOKENS.labels(model, "prompt").inc(message.prompt_tokens or 0)
         TOKENS.labels(model, "completion").inc(message.completion_tokens or 0)
-
-
-def observe_request(route: str, method: str, status: int) -> None:
-    REQUESTS.labels(route, method, str(status)).inc()
-
-
-def render() -> bytes:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    from prometheus_client import REGISTRY
-
-    return generate_latest(REGISTRY)

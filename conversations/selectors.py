@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
     Count,
     Exists,
+    F,
     IntegerField,
     Max,
     OuterRef,
@@ -21,8 +26,11 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from accounts.models import User
+from chatsite.errors import NotFound, UserInactive
 
+from .llm import registry
 from .llm.base import ChatMessage
+from .llm.exceptions import LLMNotConfigured
 from .models import Conversation, Message
 
 # Used by the history trimmer: a token is never fewer than this many characters of any script,
@@ -31,8 +39,23 @@ CHARS_PER_TOKEN_MAX = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
-def conversation_list(*, user: User, search: str = "") -> QuerySet[Conversation]:
-    conversations = Conversation.objects.filter(user=user)
+def any_model_configured() -> bool:
+    return registry.any_model_configured()
+
+
+def model_list() -> list[dict[str, Any]]:
+    """The models on offer, each saying whether it has a key; ``LLMNotConfigured`` if none has."""
+    if not registry.any_model_configured():
+        raise LLMNotConfigured()
+    return [
+        {**dataclasses.asdict(info), "configured": registry.is_configured(info.id)}
+        for info in registry.available_models()
+    ]
+
+
+def conversation_list(*, user_id: Any, search: str = "") -> QuerySet[Conversation]:
+    """The user's conversations, newest first; none for an inactive user (see ``user_check``)."""
+    conversations = Conversation.objects.filter(user_id=user_id, user__is_active=True)
     search = search.strip()
     if search:
         matching_messages = Message.objects.filter(
@@ -42,18 +65,36 @@ def conversation_list(*, user: User, search: str = "") -> QuerySet[Conversation]
     return conversations.order_by("-updated_at", "-id")
 
 
-def conversation_get(
-    *, user: User, conversation_id: UUID | str, with_message_count: bool = False
-) -> Conversation:
-    """The user's conversation, or ``Conversation.DoesNotExist``.
+def user_check(*, user_id: Any) -> None:
+    """Raise ``UserInactive`` unless the user exists and is active."""
+    active = User.objects.filter(pk=user_id).values_list("is_active", flat=True).first()
+    if active is None:
+        raise UserInactive("User not found.", code="user_not_found")
+    if not active:
+        raise UserInactive()
 
-    Another user's conversation does not exist either: the API answers 404, never 403.
+
+def conversation_get(
+    *, user_id: Any, conversation_id: UUID | str, with_message_count: bool = False
+) -> Conversation:
+    """The user's conversation, in one query that also checks the user is still active.
+
+    Raises ``NotFound`` for a conversation that does not exist or is another user's (the API
+    answers 404, never 403), ``UserInactive`` when the user was deactivated.
     ``with_message_count`` adds ``message_count`` (visible messages) in the same query.
     """
-    conversations = Conversation.objects.filter(user=user)
+    conversations = Conversation.objects.filter(user_id=user_id).annotate(
+        owner_active=F("user__is_active")
+    )
     if with_message_count:
         conversations = conversations.annotate(message_count=_visible_message_count())
-    return conversations.get(pk=conversation_id)
+    try:
+        conversation = conversations.get(pk=conversation_id)
+    except (Conversation.DoesNotExist, ValidationError):
+        raise NotFound("Conversation not found.") from None
+    if not conversation.owner_active:
+        raise UserInactive()
+    return conversation
 
 
 def _per_conversation() -> QuerySet[Message, Any]:
@@ -96,26 +137,75 @@ def message_list(
     return page[:limit], len(page) > limit
 
 
-def turn_state(*, conversation: Conversation) -> tuple[int, int]:
-    """The conversation's last ``seq`` (0 when empty) and how many of its replies are streaming.
+@dataclass(frozen=True, slots=True)
+class TurnState:
+    last_seq: int  # the conversation's last seq, 0 when empty
+    streaming: int  # its replies still being written
+    user_active: bool  # whether the owner may still use the site
+    recent_replies: int  # replies the owner started since ``since`` (the chat rate limit)
 
-    Runs inside the reply's write transaction on every send: one hand-written statement, since
-    building the equivalent ORM aggregate cost more than running it.
+
+def turn_state(*, conversation: Conversation, since: datetime) -> TurnState:
+    """What a new turn must know, read inside its write transaction in one statement.
+
+    Hand-written, since building the equivalent ORM aggregates cost more than running them. The
+    rate count only looks at conversations updated since ``since`` (every turn touches its
+    conversation's ``updated_at``), so the index on (user, updated_at) bounds it for a user with
+    thousands of conversations.
     """
-    table = connection.ops.quote_name(Message._meta.db_table)
+    messages = connection.ops.quote_name(Message._meta.db_table)
+    conversations = connection.ops.quote_name(Conversation._meta.db_table)
+    users = connection.ops.quote_name(User._meta.db_table)
     conversation_id = Message._meta.get_field("conversation").get_db_prep_value(
         conversation.pk, connection
     )
-    # Only the quoted table name is interpolated; every value is a parameter.
+    since_value = connection.ops.adapt_datetimefield_value(since)
+    # Only quoted table names are interpolated; every value is a parameter.
     sql = (
-        "SELECT MAX(seq),"  # noqa: S608  # nosec B608 - values are parameters
-        " COUNT(CASE WHEN status = %s AND replaced = %s THEN 1 END)"
-        f" FROM {table} WHERE conversation_id = %s"
+        "SELECT"  # noqa: S608  # nosec B608 - values are parameters
+        f" (SELECT MAX(seq) FROM {messages} WHERE conversation_id = %s),"
+        f" (SELECT COUNT(*) FROM {messages} WHERE conversation_id = %s"
+        "   AND status = %s AND replaced = %s),"
+        f" (SELECT is_active FROM {users} WHERE id = %s),"
+        f" (SELECT COUNT(*) FROM {messages} m JOIN {conversations} c"
+        "   ON m.conversation_id = c.id"
+        "   WHERE c.user_id = %s AND c.updated_at >= %s AND m.role = %s AND m.created_at >= %s)"
     )
+    params = [
+        conversation_id,
+        conversation_id,
+        Message.Status.STREAMING,
+        False,
+        conversation.user_id,
+        conversation.user_id,
+        since_value,
+        Message.Role.ASSISTANT,
+        since_value,
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Message.Status.STREAMING, False, conversation_id])
-        last_seq, streaming = cursor.fetchone()
-    return last_seq or 0, streaming or 0
+        cursor.execute(sql, params)
+        last_seq, streaming, active, recent = cursor.fetchone()
+    return TurnState(
+        last_seq=last_seq or 0,
+        streaming=streaming or 0,
+        user_active=bool(active),
+        recent_replies=recent or 0,
+    )
+
+
+def oldest_reply_since(*, user_id: Any, since: datetime) -> datetime | None:
+    """When the oldest of the user's replies since ``since`` started (for ``Retry-After``)."""
+    return (
+        Message.objects.filter(
+            conversation__user_id=user_id,
+            conversation__updated_at__gte=since,
+            role=Message.Role.ASSISTANT,
+            created_at__gte=since,
+        )
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
 
 
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"

@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from chatsite.errors import NotFound
+
 from . import selectors
-from .llm import registry
-from .models import Conversation
 
 
 def js_strings() -> dict[str, str]:
@@ -90,14 +90,14 @@ def js_strings() -> dict[str, str]:
 def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpResponse:
     if conversation_id is not None:
         try:
-            selectors.conversation_get(user=request.user, conversation_id=conversation_id)
-        except Conversation.DoesNotExist as exc:
+            selectors.conversation_get(user_id=request.user.pk, conversation_id=conversation_id)
+        except NotFound as exc:
             raise Http404 from exc
     config = {
         "conversationId": str(conversation_id or ""),
         "maxMessageChars": settings.MAX_MESSAGE_CHARS,
         "maxSystemPromptChars": settings.MAX_SYSTEM_PROMPT_CHARS,
-        "modelConfigured": registry.any_model_configured(),
+        "modelConfigured": selectors.any_model_configured(),
         "defaultModel": settings.DEFAULT_MODEL,
         "loginUrl": reverse(settings.LOGIN_URL),
         "csrfToken": get_token(request),

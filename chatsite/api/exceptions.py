@@ -9,43 +9,11 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from conversations.llm.exceptions import LLMError
-
-
-class AppError(exceptions.APIException):
-    """An application error with a stable code. Raise a subclass or pass ``code``/``status``."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Invalid request."
-    default_code = "invalid"
-
-    def __init__(
-        self,
-        detail: str | None = None,
-        code: str | None = None,
-        status_code: int | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail, code)
-        if status_code is not None:
-            self.status_code = status_code
-        self.code = code or self.default_code
-        self.extra = extra or {}
-
-
-class RequestTooLarge(AppError):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "request_too_large"
-
-
-class Conflict(AppError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
+from chatsite.errors import AppError, RequestTooLarge
 
 
 def _first_error(detail: Any) -> tuple[str, str, str]:
@@ -62,19 +30,33 @@ def _first_error(detail: Any) -> tuple[str, str, str]:
     return ("", str(detail), "invalid")
 
 
+def _app_error_response(exc: AppError) -> Response:
+    response = Response(
+        {"detail": exc.detail, "code": exc.code, **exc.extra}, status=exc.status_code
+    )
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, LLMError):
-        exc = AppError(exc.detail, code=exc.code, status_code=exc.status_code)
-    elif isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
-    elif isinstance(exc, RequestDataTooBig):
+    """The API's one error edge: every error becomes ``{"detail", "code"}`` with its status.
+
+    Apps raise :class:`chatsite.errors.AppError` (plain Python, with a code and a status); DRF's
+    own exceptions (validation, authentication, 404, 405...) are reshaped here too.
+    """
+    if isinstance(exc, RequestDataTooBig):
         # DRF reads JSON through request.body, which enforces DATA_UPLOAD_MAX_MEMORY_SIZE.
         exc = RequestTooLarge(
             f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             extra={"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
         )
+    if isinstance(exc, AppError):
+        return _app_error_response(exc)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -90,8 +72,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         }
         if field:
             data["field"] = field
-    elif isinstance(exc, AppError):
-        data = {"detail": str(exc.detail), "code": exc.code, **exc.extra}
     elif isinstance(exc.detail, dict) and "detail" in exc.detail:
         # simplejwt's InvalidToken carries {"detail", "code", "messages"}.
         inner = exc.detail

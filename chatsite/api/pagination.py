@@ -5,7 +5,7 @@ from typing import Any
 from rest_framework import pagination
 from rest_framework.request import Request
 
-from .exceptions import AppError
+from chatsite.errors import AppError
 
 
 class PageNumberPagination(pagination.PageNumberPagination):

@@ -1,73 +1,59 @@
-"""The conversations API (ARCHITECTURE.md §5). Thin views: validate, call a service, render."""
+"""The conversations API (docs/architecture.md, "The HTTP interface").
+
+Thin views: validate with an input serializer, call one selector, service or the reply engine,
+render. Errors are raised as ``chatsite.errors.AppError`` and shaped at the API edge.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import select
-import socket
-from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.conf import settings
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatsite.api.exceptions import AppError
-from chatsite.ratelimit import enforce
+from chatsite.errors import AppError, NotFound
 
 from .. import selectors, services
-from ..llm import registry
-from ..llm.exceptions import LLMNotConfigured
 from ..models import Conversation, Message
-from ..streaming import KEEPALIVE, sse_frame
+from ..replies import Reply
+from ..shapes import message_data
+from . import sse
 from .serializers import (
     ConversationInputSerializer,
     ConversationOutputSerializer,
     MessageInputSerializer,
-    MessageOutputSerializer,
     MessagePageSerializer,
     ModelOutputSerializer,
     RegenerateInputSerializer,
     ReplyOutputSerializer,
 )
 
-ERROR_RESPONSE = OpenApiResponse(description='JSON error: {"detail": "...", "code": "..."}')
+# Documented in the schema (chatsite/api/schema.py): sending is rate limited, refused while a
+# reply is in progress, and may fail with the model service.
+REPLY_ERROR_STATUSES = {"POST": (409, 429, 502, 503, 504)}
 
 
 def _owned_conversation(
     request: Request, conversation_id: Any, *, with_message_count: bool = False
 ) -> Conversation:
-    try:
-        return selectors.conversation_get(
-            user=request.user,
-            conversation_id=conversation_id,
-            with_message_count=with_message_count,
-        )
-    except Conversation.DoesNotExist as exc:
-        # Another user's conversation answers exactly like one that does not exist.
-        raise NotFound("Conversation not found.", code="not_found") from exc
-
-
-def _message_data(message: Message | None) -> dict[str, Any] | None:
-    return MessageOutputSerializer(message).data if message is not None else None
+    # Another user's conversation answers exactly like one that does not exist (404).
+    return selectors.conversation_get(
+        user_id=request.user.pk,
+        conversation_id=conversation_id,
+        with_message_count=with_message_count,
+    )
 
 
 class ModelListApi(APIView):
-    @extend_schema(responses={200: ModelOutputSerializer(many=True), 503: ERROR_RESPONSE})
+    error_statuses = {"GET": (503,)}  # no model configured
+
+    @extend_schema(responses=ModelOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        if not registry.any_model_configured():
-            raise LLMNotConfigured()
-        models = [
-            {**dataclasses.asdict(info), "configured": registry.is_configured(info.id)}
-            for info in registry.available_models()
-        ]
-        return Response(ModelOutputSerializer(models, many=True).data)
+        return Response(ModelOutputSerializer(selectors.model_list(), many=True).data)
 
 
 class ConversationListApi(generics.GenericAPIView):
@@ -75,7 +61,7 @@ class ConversationListApi(generics.GenericAPIView):
 
     def get_queryset(self) -> Any:
         return selectors.conversation_list(
-            user=self.request.user, search=self.request.query_params.get("search", "")
+            user_id=self.request.user.pk, search=self.request.query_params.get("search", "")
         )
 
     @extend_schema(
@@ -84,6 +70,10 @@ class ConversationListApi(generics.GenericAPIView):
     )
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
+        if not page:
+            # The list query only shows an active user's conversations: an empty page may mean
+            # the user was deactivated (checked only then, so the common case costs no query).
+            selectors.user_check(user_id=request.user.pk)
         return self.get_paginated_response(ConversationOutputSerializer(page, many=True).data)
 
     @extend_schema(
@@ -138,96 +128,17 @@ def _int_param(
     return value
 
 
-def _wants_stream(request: Request, requested: bool | None) -> bool:
-    if requested is not None:
-        return requested
-    return "text/event-stream" in request.headers.get("Accept", "")
-
-
-def _reply_response(request: Request, start: services.ReplyStart, *, stream: bool) -> Any:
+def _reply_response(request: Request, reply: Reply, *, stream: bool | None) -> Any:
+    if stream is None:
+        stream = "text/event-stream" in request.headers.get("Accept", "")
     if stream:
-        response = StreamingHttpResponse(
-            _sse_events(start, _client_gone_probe(request)),
-            content_type="text/event-stream; charset=utf-8",
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
-    message, error = services.reply_complete(start)
-    body = {
-        "user_message": _message_data(start.user_message),
-        "assistant_message": _message_data(message),
-    }
-    if error is not None:
-        # The user's message and the failed reply stay saved; the error says why.
-        raise AppError(error.detail, code=error.code, status_code=error.status_code, extra=body)
-    return Response(body, status=status.HTTP_201_CREATED)
-
-
-def _unpatched_poll() -> Callable[[], Any]:
-    try:
-        from gevent.monkey import get_original
-
-        # A zero-timeout check needs no greenlet switch: the original poll() will do.
-        return get_original("select", "poll")  # type: ignore[no-any-return]
-    except ImportError:
-        return select.poll
-
-
-def _client_gone_probe(request: Request) -> Callable[[], bool] | None:
-    """A check that the client closed its connection, where the server exposes the socket.
-
-    gunicorn puts the client socket in the WSGI environ. A closed connection reads as end-of-file;
-    pending bytes (a pipelined request) do not count as gone. ``poll()``, not ``select()``:
-    a worker holding thousands of streams has descriptors past select's limit of 1024.
-    """
-    sock = request.META.get("gunicorn.socket")
-    if sock is None:
-        return None
-    make_poller = _unpatched_poll()
-
-    def gone() -> bool:
-        try:
-            poller = make_poller()
-            poller.register(sock.fileno(), select.POLLIN)
-            if not poller.poll(0):
-                return False
-            return bool(sock.recv(1, socket.MSG_PEEK) == b"")
-        except OSError:
-            return True
-
-    return gone
-
-
-def _sse_events(
-    start: services.ReplyStart, client_gone: Callable[[], bool] | None = None
-) -> Iterator[bytes]:
-    yield sse_frame(
-        "start",
-        {
-            "user_message": _message_data(start.user_message),
-            "assistant_message": _message_data(start.assistant_message),
-        },
-    )
-    for event in services.reply_stream(start, client_gone=client_gone):
-        if event is services.KEEPALIVE:
-            yield KEEPALIVE
-        elif isinstance(event, services.Delta):
-            yield sse_frame("delta", {"content": event.content})
-        elif isinstance(event, services.Done):
-            yield sse_frame("done", {"message": _message_data(event.message)})
-        elif isinstance(event, services.Failed):
-            yield sse_frame(
-                "error",
-                {
-                    "code": event.message.error_code or "upstream_error",
-                    "detail": event.message.error_detail,
-                    "message": _message_data(event.message),
-                },
-            )
+        return sse.response(reply, request.META)
+    return Response(reply.complete(), status=status.HTTP_201_CREATED)
 
 
 class MessageListApi(APIView):
+    error_statuses = REPLY_ERROR_STATUSES
+
     @extend_schema(
         parameters=[
             OpenApiParameter("after", int, description="Messages after this seq"),
@@ -262,7 +173,7 @@ class MessageListApi(APIView):
         if page_number is not None:
             offset = (page_number - 1) * limit
             if page_number > 1 and offset >= count:
-                raise NotFound("Invalid page.", code="not_found")
+                raise NotFound("Invalid page.")
             messages, more = selectors.message_list(
                 conversation=conversation, limit=limit, offset=offset
             )
@@ -296,38 +207,25 @@ class MessageListApi(APIView):
                 "count": count,
                 "next": next_url,
                 "previous": previous_url,
-                "results": MessageOutputSerializer(messages, many=True).data,
+                "results": [message_data(message) for message in messages],
             }
         )
 
     @extend_schema(
         request=MessageInputSerializer,
-        responses={
-            201: ReplyOutputSerializer,
-            (200, "text/event-stream"): OpenApiTypes.STR,
-            409: ERROR_RESPONSE,
-            429: ERROR_RESPONSE,
-            502: ERROR_RESPONSE,
-            503: ERROR_RESPONSE,
-            504: ERROR_RESPONSE,
-        },
+        responses={201: ReplyOutputSerializer, (200, "text/event-stream"): OpenApiTypes.STR},
     )
     def post(self, request: Request, conversation_id: Any) -> Response:
         conversation = _owned_conversation(request, conversation_id)
         serializer = MessageInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        enforce(request, group="chat", rate=settings.CHAT_RATE_LIMIT)
-        start = services.reply_start(
-            user=request.user,
-            conversation=conversation,
-            content=serializer.validated_data["content"],
-        )
-        return _reply_response(
-            request, start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
-        )
+        reply = Reply.start(conversation=conversation, content=serializer.validated_data["content"])
+        return _reply_response(request, reply, stream=serializer.validated_data.get("stream"))
 
 
 class RegenerateApi(APIView):
+    error_statuses = REPLY_ERROR_STATUSES
+
     @extend_schema(
         request=RegenerateInputSerializer,
         responses={201: ReplyOutputSerializer, (200, "text/event-stream"): OpenApiTypes.STR},
@@ -336,10 +234,5 @@ class RegenerateApi(APIView):
         conversation = _owned_conversation(request, conversation_id)
         serializer = RegenerateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        enforce(request, group="chat", rate=settings.CHAT_RATE_LIMIT)
-        start = services.reply_start(
-            user=request.user, conversation=conversation, content=None, regenerate=True
-        )
-        return _reply_response(
-            request, start, stream=_wants_stream(request, serializer.validated_data.get("stream"))
-        )
+        reply = Reply.start(conversation=conversation, content=None, regenerate=True)
+        return _reply_response(request, reply, stream=serializer.validated_data.get("stream"))

@@ -7,13 +7,17 @@ user. Nothing here ever holds the API key.
 
 from __future__ import annotations
 
+from chatsite.errors import AppError
 
-class LLMError(Exception):
-    """Base class: something went wrong talking to a model provider."""
+
+class LLMError(AppError):
+    """Base class: something went wrong talking to a model provider.
+
+    An :class:`~chatsite.errors.AppError`, so the API edge answers it like any other error.
+    """
 
     code = "upstream_error"
     status_code = 502
-    kind = "upstream"
     default_detail = "The model service failed to answer."
 
     def __init__(
@@ -24,12 +28,9 @@ class LLMError(Exception):
         sid: str = "",
         upstream_message: str = "",
     ) -> None:
-        self.detail = detail or self.default_detail
-        if code is not None:
-            self.code = code
+        super().__init__(detail, code=code)
         self.sid = sid
         self.upstream_message = upstream_message
-        super().__init__(self.detail)
 
 
 class LLMNotConfigured(LLMError):
@@ -37,7 +38,6 @@ class LLMNotConfigured(LLMError):
 
     code = "model_not_configured"
     status_code = 503
-    kind = "configuration"
     default_detail = "No model is configured: the administrator has not set an API key."
 
 
@@ -45,33 +45,28 @@ class LLMConfigurationError(LLMError):
     """The provider refused our credentials, model name or licence."""
 
     status_code = 503
-    kind = "configuration"
     default_detail = "The model service is misconfigured (credentials, model or licence)."
 
 
 class LLMQuotaExceeded(LLMError):
     status_code = 503
-    kind = "quota"
     default_detail = "The model's usage quota is used up. Try again later."
 
 
 class LLMBusy(LLMError):
     status_code = 503
-    kind = "busy"
     default_detail = "The model service is busy. Try again in a moment."
 
 
 class LLMUnavailable(LLMError):
     code = "upstream_unavailable"
     status_code = 503
-    kind = "unavailable"
     default_detail = "The model service is unavailable. Try again later."
 
 
 class LLMTimeout(LLMError):
     code = "upstream_timeout"
     status_code = 504
-    kind = "timeout"
     default_detail = "The model service took too long to answer."
 
 
@@ -79,13 +74,11 @@ class LLMContentRejected(LLMError):
     """Input or output failed the provider's content moderation."""
 
     status_code = 502
-    kind = "moderation"
     default_detail = "The message was blocked by the model's content moderation."
 
 
 class LLMContextTooLong(LLMError):
     status_code = 502
-    kind = "too_long"
     default_detail = "The conversation is too long for this model. Start a new conversation."
 
 
@@ -93,7 +86,6 @@ class LLMInvalidRequest(LLMError):
     """The provider says our request was malformed: a bug on our side."""
 
     status_code = 502
-    kind = "invalid_request"
     default_detail = "The model service rejected the request."
 
 
@@ -102,7 +94,6 @@ class LLMBadResponse(LLMError):
 
     code = "upstream_bad_response"
     status_code = 502
-    kind = "bad_response"
     default_detail = "The model service sent an invalid answer."
 
 
@@ -111,5 +102,4 @@ class LLMIncompleteStream(LLMError):
 
     code = "upstream_incomplete"
     status_code = 502
-    kind = "incomplete"
     default_detail = "The model service stopped answering before the reply was complete."

@@ -29,7 +29,6 @@ _providers: dict[tuple[object, ...], ChatProvider] = {}
 class UnknownModel(LLMError):
     code = "unknown_model"
     status_code = 400
-    kind = "invalid"
     default_detail = "Unknown model."
 
 

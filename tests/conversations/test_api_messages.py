@@ -537,10 +537,10 @@ def test_stale_reply_of_a_dead_worker_is_recovered_on_the_next_send(api, spark, 
 def test_a_reply_of_a_reused_pid_or_a_zombie_worker_is_recovered_but_a_live_ones_is_not(
     api, spark, conversation
 ):
-    from conversations import services
+    from conversations import recovery
 
     host = socket.gethostname()
-    live = services._this_worker()  # this process: alive, same start time
+    live = recovery.this_worker()  # this process: alive, same start time
     assert live.startswith(f"{host}:{os.getpid()}:")
     MessageFactory(conversation=conversation, seq=1, content="first")
     in_progress = MessageFactory(
@@ -557,7 +557,7 @@ def test_a_reply_of_a_reused_pid_or_a_zombie_worker_is_recovered_but_a_live_ones
     # A zombie: exited, not yet reaped by its parent.
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 10
-    while services._process_start(child.pid) is not None and time.monotonic() < deadline:
+    while recovery.process_start(child.pid) is not None and time.monotonic() < deadline:
         time.sleep(0.02)
     with open(f"/proc/{child.pid}/stat", "rb") as stat:  # still there, as a zombie
         assert stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
@@ -803,7 +803,10 @@ def test_message_list_rejects_a_non_integer_cursor(api, conversation, param):
 
 @reply_flow
 @pytest.mark.parametrize("word", ["lorem ", "汉字"], ids=["english", "chinese"])
-def test_history_is_trimmed_to_the_models_context_window(api, spark, user, word):
+def test_history_is_trimmed_to_the_models_context_window(api, spark, user, word, settings):
+    # The chat rate limit counts the replies started in its window: the twenty the factory
+    # makes below were "started" just now.
+    settings.CHAT_RATE_LIMIT = "100/m"
     conversation = ConversationFactory(user=user, model="lite", system_prompt="Stay on topic.")
     long_text = word * 600  # ~750-800 tokens each: forty of them are far over lite's 8K
     for seq in range(1, 41):
@@ -898,17 +901,17 @@ def test_a_reply_is_saved_even_when_the_request_stops_reading_it(
 def test_a_client_leaving_after_the_model_finished_keeps_a_complete_reply(
     api, spark, conversation, settings, monkeypatch
 ):
-    from conversations import services
+    from conversations.replies import Reply
 
     settings.STREAM_FINISH_GRACE_SECONDS = 60  # the producer leaves the write to the request
     outcome_queued = threading.Event()
-    wait_finished = services.ReplyRun.wait_finished
+    wait_saved = Reply._wait_saved
 
-    def spy(run, timeout):
+    def spy(reply, timeout):
         outcome_queued.set()  # the producer waits only once it has queued the outcome
-        return wait_finished(run, timeout)
+        return wait_saved(reply, timeout)
 
-    monkeypatch.setattr(services.ReplyRun, "wait_finished", spy)
+    monkeypatch.setattr(Reply, "_wait_saved", spy)
     response = send(api, conversation, f"hi {REPLY}", stream=True)
     frames = iter(response.streaming_content)
     assert b"event: start" in next(frames)

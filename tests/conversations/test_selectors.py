@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from chatsite.errors import NotFound, UserInactive
 from conversations import selectors
 from conversations.llm.base import ChatMessage
 from conversations.models import Conversation
@@ -175,14 +176,33 @@ def test_conversation_list_is_scoped_to_the_owner(user, other_user):
     mine = ConversationFactory(user=user)
     ConversationFactory(user=other_user)
 
-    assert list(selectors.conversation_list(user=user)) == [mine]
+    assert list(selectors.conversation_list(user_id=user.pk)) == [mine]
+
+
+def test_conversation_list_shows_nothing_of_an_inactive_user(user):
+    ConversationFactory(user=user)
+    user.is_active = False
+    user.save()
+
+    assert list(selectors.conversation_list(user_id=user.pk)) == []
+    with pytest.raises(UserInactive):
+        selectors.user_check(user_id=user.pk)
 
 
 def test_conversation_get_refuses_another_users_conversation(user, other_user):
     foreign = ConversationFactory(user=other_user)
 
-    with pytest.raises(Conversation.DoesNotExist):
-        selectors.conversation_get(user=user, conversation_id=foreign.pk)
+    with pytest.raises(NotFound):
+        selectors.conversation_get(user_id=user.pk, conversation_id=foreign.pk)
+
+
+def test_conversation_get_refuses_an_inactive_owner(user):
+    mine = ConversationFactory(user=user)
+    user.is_active = False
+    user.save()
+
+    with pytest.raises(UserInactive):
+        selectors.conversation_get(user_id=user.pk, conversation_id=mine.pk)
 
 
 def test_message_list_reports_whether_more_messages_lie_beyond_the_page():

@@ -1,13 +1,15 @@
 from django.core.management.base import BaseCommand
 
-from conversations.services import messages_recover_stale
+from conversations.recovery import messages_recover_stale
 
 
 class Command(BaseCommand):
     help = "Mark replies left 'streaming' by a dead or stopped worker as 'interrupted'."
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
-        parser.add_argument("--worker", default=None, help="host:pid of a worker known to be gone")
+        parser.add_argument(
+            "--worker", default=None, help="host:pid[:start] of a worker known to be gone"
+        )
 
     def handle(self, *args, worker=None, **options):  # type: ignore[no-untyped-def]
         count = messages_recover_stale(worker=worker)

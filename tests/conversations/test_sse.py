@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from rest_framework.test import APIRequestFactory
 
-from conversations.api.views import _client_gone_probe
+from conversations.api.sse import _client_gone_probe
 
 
 @pytest.fixture
@@ -35,13 +35,11 @@ def high_descriptor_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def _request_with(sock: socket.socket):
-    request = APIRequestFactory().post("/")
-    request.META["gunicorn.socket"] = sock
-    return request
+    return {"gunicorn.socket": sock}
 
 
 def test_probe_is_none_where_the_server_does_not_expose_the_socket() -> None:
-    assert _client_gone_probe(APIRequestFactory().post("/")) is None
+    assert _client_gone_probe(APIRequestFactory().post("/").META) is None
 
 
 def test_probe_tells_an_open_client_from_a_closed_one_past_descriptor_1024(

@@ -1,0 +1,433 @@
+"""The reply engine: one reply's whole life, from the user's message to the saved answer.
+
+docs/architecture.md, "The reply flow", walks through it; in short:
+
+1. :meth:`Reply.start` runs one short write transaction: it checks the chat rate limit and that
+   the user is active, refuses a second reply in the conversation (409), saves the user's message
+   and a ``streaming`` assistant message, then reads the history the model gets.
+2. The database connection is released: no connection is held while the model writes.
+3. :meth:`Reply.events` (streaming) or :meth:`Reply.complete` (one answer) reads the provider.
+   Streaming, a producer thread (a greenlet under gevent) reads the upstream into memory and
+   hands deltas over a queue, so the caller can send keep-alives and notice a client that left.
+4. One final write saves content, status, error code, usage, sid and timings, whatever happened:
+   made by the request's own thread; by the producer only if the request does not come back for
+   it within ``STREAM_FINISH_GRACE_SECONDS``. A client that leaves gets its reply saved as
+   ``interrupted`` with the text produced so far, and the upstream request is closed.
+
+Replies left ``streaming`` by a worker that died are settled by ``recovery.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from chatsite.errors import AppError, Conflict, RateLimited, UserInactive
+from chatsite.ratelimit import parse_rate
+
+from . import metrics, recovery, selectors
+from .llm import registry
+from .llm.base import ChatMessage, Usage
+from .llm.exceptions import LLMError, LLMNotConfigured
+from .models import Conversation, Message
+from .shapes import REPLY_OUTCOME_COLUMNS, message_data, message_log_fields
+
+logger = logging.getLogger("chatsite.replies")
+
+TITLE_FROM_MESSAGE_CHARS = 60
+
+
+def release_connection() -> None:
+    """Close this thread's database connection, unless a transaction (a test's) is open."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEvent:
+    """Something to tell the client: ``delta`` {content}, then ``done`` {message} or ``error``
+    {code, detail, message}. ``data`` is already the frame's public JSON object."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+class ReplyFailed(AppError):
+    """A reply that failed upstream (non-streaming): the provider's error, with both saved
+    messages in ``extra`` so the client still gets them."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How the upstream read ended: handed from the producer to the request to save."""
+
+    status: str
+    error: LLMError | None = None
+    code: str = ""
+    detail: str = ""
+
+
+_INTERNAL_ERROR = _Outcome(Message.Status.ERROR, code="server_error", detail="Internal error.")
+_CLIENT_LEFT = _Outcome(
+    Message.Status.INTERRUPTED,
+    code="client_disconnected",
+    detail="The reply was stopped before it was complete.",
+)
+_END = object()
+
+
+class _ReplyInProgress(Exception):
+    pass
+
+
+class Reply:
+    """One reply. Create it with :meth:`start`; then either :meth:`events` or :meth:`complete`."""
+
+    def __init__(
+        self,
+        *,
+        conversation: Conversation,
+        user_message: Message | None,
+        assistant_message: Message,
+        history: list[ChatMessage],
+    ) -> None:
+        self.conversation = conversation
+        self.user_message = user_message
+        self.message = assistant_message
+        self.history = history
+        self._started = time.monotonic()
+        self._parts: list[str] = []
+        self._usage: Usage | None = None
+        self._sid = ""
+        self._ttft_ms: int | None = None
+        self._lock = threading.Lock()
+        self._saved = threading.Event()
+
+    # --- step 1 and 2: the turn's transaction and the history -----------------------------------
+
+    @classmethod
+    def start(
+        cls, *, conversation: Conversation, content: str | None, regenerate: bool = False
+    ) -> Reply:
+        """Save the user's message (or retire the last reply) and read the history.
+
+        Raises ``RateLimited`` (429), ``Conflict`` (409) while another reply is being written,
+        ``UserInactive`` (401), ``LLMNotConfigured`` (503) when the model has no key, and
+        ``AppError`` for a model no longer offered or nothing to regenerate; nothing is saved then.
+        """
+        model = conversation.model
+        if not registry.is_known_model(model):
+            raise AppError(
+                f"This conversation's model {model!r} is no longer offered; choose another.",
+                code="unknown_model",
+            )
+        if not registry.is_configured(model):
+            raise LLMNotConfigured()
+        for attempt in (1, 2):
+            try:
+                user_message, assistant = _save_turn(
+                    conversation=conversation, content=content, regenerate=regenerate
+                )
+                break
+            except _ReplyInProgress:
+                # A reply left "streaming" by a dead worker is settled here and the turn saved
+                # again; one still alive is a conflict.
+                if attempt == 2 or not recovery.messages_recover_stale(conversation=conversation):
+                    raise Conflict(
+                        "A reply is already being written in this conversation.",
+                        code="reply_in_progress",
+                    ) from None
+        info = registry.model_info(model)
+        reserve = min(settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4)
+        history = selectors.message_history_for_model(
+            conversation=conversation,
+            budget_tokens=info.context_window - reserve,
+            up_to_seq=assistant.seq - 1,
+        )
+        return cls(
+            conversation=conversation,
+            user_message=user_message,
+            assistant_message=assistant,
+            history=history,
+        )
+
+    def start_data(self) -> dict[str, Any]:
+        """The two saved messages, as the ``start`` frame and the JSON answer show them."""
+        return {
+            "user_message": message_data(self.user_message) if self.user_message else None,
+            "assistant_message": message_data(self.message),
+        }
+
+    # --- step 3 and 4 without streaming ---------------------------------------------------------
+
+    def complete(self) -> dict[str, Any]:
+        """One request to the provider, then the final write. Returns :meth:`start_data`.
+
+        Raises ``ReplyFailed`` (the provider's code and status) when the reply failed; both
+        messages stay saved and ride along in the error.
+        """
+        release_connection()  # no connection held while the provider thinks
+        try:
+            completion = registry.provider_for(self.conversation.model).complete(
+                model=self.conversation.model, messages=self.history, user=self._user_key
+            )
+        except LLMError as exc:
+            self._save(_Outcome(Message.Status.ERROR, error=exc))
+            raise ReplyFailed(
+                exc.detail, code=exc.code, status_code=exc.status_code, extra=self.start_data()
+            ) from exc
+        except BaseException:
+            self._save(_INTERNAL_ERROR)
+            raise
+        self._add(completion.content)
+        self._usage = completion.usage
+        self._sid = completion.sid
+        self._save(_Outcome(Message.Status.COMPLETE))
+        return self.start_data()
+
+    # --- step 3 and 4, streaming ----------------------------------------------------------------
+
+    def events(self, *, idle_seconds: float) -> Iterator[ReplyEvent | None]:
+        """The reply as it arrives: ``delta`` events, then exactly one ``done`` or ``error``.
+
+        Yields ``None`` after every ``idle_seconds`` without news, so the caller can send a
+        keep-alive or check that its client is still there. Closing this generator early (the
+        client left, or the server is stopping) saves the text so far as ``interrupted`` and
+        closes the upstream request.
+        """
+        events: queue.Queue[object] = queue.Queue()
+        cancelled = threading.Event()
+        upstream: list[Any] = []  # the provider's stream, once open, for close() from here
+        release_connection()  # never hold a database connection while streaming
+
+        def produce() -> None:
+            outcome: _Outcome | None = None
+            try:
+                stream = registry.provider_for(self.conversation.model).stream(
+                    model=self.conversation.model, messages=self.history, user=self._user_key
+                )
+                upstream.append(stream)
+                if cancelled.is_set():
+                    stream.close()
+                    return
+                for chunk in stream:
+                    if cancelled.is_set():
+                        stream.close()
+                        return
+                    if chunk.sid:
+                        self._sid = chunk.sid
+                    if chunk.usage is not None:
+                        self._usage = chunk.usage
+                    if chunk.content:
+                        self._add(chunk.content)
+                        events.put(chunk.content)
+                outcome = _Outcome(Message.Status.COMPLETE)
+            except LLMError as exc:
+                if not cancelled.is_set():
+                    outcome = _Outcome(Message.Status.ERROR, error=exc)
+            except BaseException:
+                if not cancelled.is_set():
+                    logger.exception("reply stream failed")
+                    outcome = _INTERNAL_ERROR
+            finally:
+                if outcome is not None:
+                    events.put(outcome)
+                events.put(_END)
+                # The request saves the outcome on its own connection. If it does not come back
+                # for it (stuck writing to a client that stopped reading), save it from here.
+                if outcome is not None and not self._wait_saved(
+                    settings.STREAM_FINISH_GRACE_SECONDS
+                ):
+                    try:
+                        self._save(outcome)
+                    finally:
+                        release_connection()
+
+        metrics.stream_opened()
+        threading.Thread(target=produce, name="reply-producer", daemon=True).start()
+        try:
+            while True:
+                try:
+                    event = events.get(timeout=idle_seconds)
+                except queue.Empty:
+                    yield None
+                    continue
+                if event is _END:
+                    return
+                if isinstance(event, _Outcome):
+                    yield self._final_event(self._save(event))
+                    return
+                yield ReplyEvent("delta", {"content": event})
+        finally:
+            metrics.stream_closed()
+            if not self._saved.is_set():
+                pending = _pending_outcome(events)
+                if pending is None:
+                    # The client went away mid-reply: keep what arrived, stop the upstream read.
+                    cancelled.set()
+                    for stream in upstream:
+                        stream.close()
+                # Either way the reply is saved now; a finished model keeps its ``complete``.
+                self._save(pending or _CLIENT_LEFT)
+
+    @staticmethod
+    def _final_event(message: Message) -> ReplyEvent:
+        data = message_data(message)
+        if message.status == Message.Status.COMPLETE:
+            return ReplyEvent("done", {"message": data})
+        return ReplyEvent(
+            "error",
+            {
+                "code": message.error_code or "upstream_error",
+                "detail": message.error_detail,
+                "message": data,
+            },
+        )
+
+    # --- the in-memory reply and its one final write --------------------------------------------
+
+    @property
+    def _user_key(self) -> str:
+        return str(self.conversation.user_id)
+
+    def _wait_saved(self, timeout: float) -> bool:
+        return self._saved.wait(timeout)
+
+    def _add(self, text: str) -> None:
+        if text:
+            if self._ttft_ms is None:
+                self._ttft_ms = int((time.monotonic() - self._started) * 1000)
+            self._parts.append(text)
+
+    def _save(self, outcome: _Outcome) -> Message:
+        """Step 4, the one final write. Safe from two threads: the first call wins."""
+        with self._lock:
+            message = self.message
+            if self._saved.is_set():
+                return message
+            error = outcome.error
+            message.content = "".join(self._parts)
+            message.status = outcome.status
+            message.error_code = error.code if error else outcome.code
+            message.error_detail = error.detail if error else outcome.detail
+            message.sid = (error.sid if error else "") or self._sid
+            if self._usage is not None:
+                message.prompt_tokens = self._usage.prompt_tokens
+                message.completion_tokens = self._usage.completion_tokens
+                message.total_tokens = self._usage.total_tokens
+            message.ttft_ms = self._ttft_ms
+            message.duration_ms = int((time.monotonic() - self._started) * 1000)
+            message.finished_at = timezone.now()
+            message.worker = ""
+            try:
+                # Only a reply still streaming is overwritten: stale-stream recovery may have
+                # run meanwhile, and the conversation may have been deleted.
+                Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+                    **{column: getattr(message, column) for column in REPLY_OUTCOME_COLUMNS}
+                )
+            finally:
+                release_connection()
+            self._saved.set()
+        fields = {"event": "reply", **message_log_fields(message)}
+        logger.info("reply %s", json.dumps(fields, separators=(",", ":")), extra={"reply": fields})
+        metrics.observe_reply(message)
+        return message
+
+
+def _pending_outcome(events: queue.Queue[object]) -> _Outcome | None:
+    """An outcome the producer queued that the request did not take (it left just before)."""
+    while True:
+        try:
+            event = events.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(event, _Outcome):
+            return event
+
+
+def _check_rate(conversation: Conversation, state: selectors.TurnState, since: Any) -> None:
+    limit, _window = parse_rate(settings.CHAT_RATE_LIMIT)
+    if state.recent_replies >= limit:
+        oldest = selectors.oldest_reply_since(user_id=conversation.user_id, since=since)
+        window = timedelta(seconds=_window)
+        retry_after = (oldest + window - timezone.now()).total_seconds() if oldest else _window
+        raise RateLimited(retry_after=int(retry_after) + 1)
+
+
+def _save_turn(
+    *, conversation: Conversation, content: str | None, regenerate: bool
+) -> tuple[Message | None, Message]:
+    """Step 1, one short transaction: the user's message and a ``streaming`` reply.
+
+    The chat rate limit is counted from the replies this transaction already reads, so sending
+    writes nothing else (docs/architecture.md, "Limits"). Raises ``_ReplyInProgress`` (rolling
+    back) when the conversation has a reply streaming.
+    """
+    now = timezone.now()
+    model = conversation.model
+    _limit, window = parse_rate(settings.CHAT_RATE_LIMIT)
+    since = now - timedelta(seconds=window)
+    with transaction.atomic():
+        if connection.features.has_select_for_update:
+            # PostgreSQL: the owner's row lock serialises one user's turns, so neither two sends
+            # to one conversation nor a burst over the rate limit can slip through side by side.
+            # SQLite's IMMEDIATE transactions already serialise every write.
+            User.objects.select_for_update().filter(pk=conversation.user_id).values_list(
+                "pk"
+            ).first()
+        state = selectors.turn_state(conversation=conversation, since=since)
+        if not state.user_active:
+            raise UserInactive()
+        _check_rate(conversation, state, since)
+        if state.streaming:
+            raise _ReplyInProgress
+        last_seq = state.last_seq
+        user_message = None
+        if regenerate:
+            last = (
+                Message.objects.filter(conversation=conversation, replaced=False)
+                .order_by("-seq")
+                .first()
+            )
+            if last is None:
+                raise AppError("There is no reply to regenerate.", code="nothing_to_regenerate")
+            if last.role == Message.Role.ASSISTANT:
+                last.replaced = True
+                last.save(update_fields=["replaced"])
+        else:
+            assert content is not None
+            last_seq += 1
+            user_message = Message.objects.create(
+                conversation=conversation,
+                seq=last_seq,
+                role=Message.Role.USER,
+                content=content,
+                model=model,
+            )
+        assistant = Message.objects.create(
+            conversation=conversation,
+            seq=last_seq + 1,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=model,
+            worker=recovery.this_worker(),
+        )
+        updates: dict[str, Any] = {"updated_at": now}
+        if not conversation.title and content:
+            conversation.title = " ".join(content.split())[:TITLE_FROM_MESSAGE_CHARS]
+            updates["title"] = conversation.title
+        Conversation.objects.filter(pk=conversation.pk).update(**updates)
+        conversation.updated_at = now
+    return user_message, assistant

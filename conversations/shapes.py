@@ -1,0 +1,99 @@
+"""The public shape of a message and a conversation: defined once, here.
+
+The API's responses and its OpenAPI schema (``api/serializers.py``), the server-sent event frames
+of a reply (``replies.py``), the admin's transcript export (``admin.py``) and the one log line per
+reply all build their dictionaries with these functions, so a field added here reaches all of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .models import Conversation, Message
+
+# What a message object holds in the API (docs/architecture.md, "The HTTP interface").
+MESSAGE_FIELDS = (
+    "id",
+    "conversation",
+    "seq",
+    "role",
+    "content",
+    "status",
+    "model",
+    "error_code",
+    "error_detail",
+    "sid",
+    "usage",
+    "ttft_ms",
+    "duration_ms",
+    "created_at",
+)
+
+# The columns a reply's one final write sets (docs/architecture.md, "The reply flow", step 4).
+REPLY_OUTCOME_COLUMNS = (
+    "content",
+    "status",
+    "error_code",
+    "error_detail",
+    "sid",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "ttft_ms",
+    "duration_ms",
+    "finished_at",
+    "worker",
+)
+
+# The log line carries identifiers and figures, never what people wrote.
+_NOT_LOGGED = frozenset({"content", "error_detail"})
+
+
+def timestamp(value: datetime) -> str:
+    """ISO 8601 as DRF writes it: UTC as ``Z``."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    """A message as the API, the stream frames and the exports show it."""
+    return {
+        "id": str(message.id),
+        "conversation": str(message.conversation_id),
+        "seq": message.seq,
+        "role": str(message.role),
+        "content": message.content,
+        "status": str(message.status),
+        "model": message.model,
+        "error_code": message.error_code,
+        "error_detail": message.error_detail,
+        "sid": message.sid,
+        "usage": message.usage,
+        "ttft_ms": message.ttft_ms,
+        "duration_ms": message.duration_ms,
+        "created_at": timestamp(message.created_at),
+    }
+
+
+def message_log_fields(message: Message) -> dict[str, Any]:
+    """The public fields of a reply fit for a log line: no content, no error text.
+
+    The message's id is logged as ``message`` and its error code as ``code``; usage is flattened.
+    """
+    data = message_data(message)
+    for name in _NOT_LOGGED:
+        del data[name]
+    usage = data.pop("usage") or {}
+    return {"message": data.pop("id"), "code": data.pop("error_code"), **data, **usage}
+
+
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.id),
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "created_at": timestamp(conversation.created_at),
+        "updated_at": timestamp(conversation.updated_at),
+    }
