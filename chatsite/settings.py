@@ -119,7 +119,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     # Short-lived connections: a gevent worker serves many requests at once, and no stream holds
-    # a connection while it streams (ARCHITECTURE.md §3).
+    # a connection while it streams (docs/architecture.md, "The reply flow").
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
     # psycopg's pool (gunicorn.conf.py turns it on): each worker process keeps at most this many
     # PostgreSQL connections and lends one to a request while Django holds it, so the server never

@@ -56,7 +56,8 @@ class Message(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # A regenerated reply stays for review in admin but leaves the conversation and the history.
     replaced = models.BooleanField(default=False)
-    # "host:pid" of the worker streaming this reply, so a dead worker's stream can be recovered.
+    # "host:pid:start-time" of the worker streaming this reply, so a dead worker's stream can be
+    # recovered (conversations/recovery.py); emptied by the final write.
     worker = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

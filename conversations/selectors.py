@@ -214,7 +214,7 @@ _WORD = re.compile(f"[^\\s{_CJK}]+")
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough token count: spark-protocol.md's 1 token ≈ 1.5 Chinese characters ≈ 0.8 words.
+    """A rough token count: docs/spark-protocol.md's 1 token ≈ 1.5 Chinese characters ≈ 0.8 words.
 
     Errs high so that trimmed history stays under the window: a CJK character is 1/1.5 token, and
     other text the larger of 1.25 tokens a word and a token every CHARS_PER_TOKEN_MAX characters.

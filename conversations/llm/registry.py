@@ -10,7 +10,7 @@ from .base import ChatProvider, ModelInfo
 from .exceptions import LLMError
 from .spark import SparkProvider
 
-# Context windows and max_tokens from the model table in spark-protocol.md.
+# Context windows and max_tokens: docs/spark-protocol.md, "Models and context windows".
 SPARK_MODELS: dict[str, tuple[str, int, int]] = {
     "lite": ("Spark Lite", 8192, 4096),
     "general": ("Spark Lite", 8192, 4096),

@@ -1,6 +1,6 @@
 """Sending messages: the reply flow over JSON and SSE, failures, limits and history.
 
-ARCHITECTURE.md §4 and §5.
+docs/architecture.md, "The reply flow" and "The HTTP interface".
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def test_no_database_connection_is_held_while_streaming(api, spark, conversation
     while b"event: delta" not in received:
         received += next(frames)
 
-    assert connection.connection is None  # ARCHITECTURE.md §3: released before streaming
+    assert connection.connection is None  # a stream never holds a database connection
 
     rest = b"".join(frames)
     assert b"event: done" in rest

@@ -1,6 +1,6 @@
 """50 replies streaming at once over two gunicorn worker processes on one SQLite file.
 
-ARCHITECTURE.md §11: SQLite's DEFERRED transactions gave "database is locked" 500s under 20
+SQLite's DEFERRED transactions gave "database is locked" 500s under 20
 concurrent streams; IMMEDIATE transactions, WAL and a busy timeout must give none.
 """
 

@@ -21,7 +21,7 @@ from .faulty_spark import FaultySpark
 from .live import LiveApi, db_rows, live_server
 
 # (fault armed on the Spark server, our HTTP status without streaming, our error code).
-# spark-protocol.md: the HTTP status Spark gives is not reliable, so we map on Spark's code.
+# docs/spark-protocol.md, "Errors: two shapes": the HTTP status Spark gives is not reliable, so we map on Spark's code.
 REJECTIONS = [
     pytest.param({"upstream": "auth"}, 503, "upstream_auth", id="401-bad-key"),
     pytest.param({"upstream": "10003"}, 502, "10003", id="400-10003-invalid-data"),
