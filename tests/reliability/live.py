@@ -1,13 +1,13 @@
 """Helpers for fault and attack tests that go through real HTTP to gunicorn as shipped.
 
-``LiveApi`` is a small client for one user on a running ``ChatsiteServer``; ``read_sse`` parses the
-server-sent events of a reply stream. Used by tests/reliability, tests/security and tests/fuzz.
+``LiveApi`` is a small client for one user on a running ``ChatsiteServer``; its ``stream()`` reads
+a reply's server-sent events with tests/support/sse.py. Used by tests/reliability, tests/security
+and tests/fuzz.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import sqlite3
 import time
@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from tests.support.servers import ChatsiteServer
+from tests.support.sse import parse_sse
 
 PASSWORD = "correct-horse-battery-9"
 _names = itertools.count(1)
@@ -93,21 +94,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
         value = predicate()
     return value
-
-
-def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """(event, data) for each frame of a whole SSE body; comments (keep-alives) are skipped."""
-    frames = []
-    for block in text.split("\n\n"):
-        event, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        if data:
-            frames.append((event, json.loads("\n".join(data))))
-    return frames
 
 
 class LiveApi:

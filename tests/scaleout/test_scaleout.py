@@ -8,7 +8,6 @@ which instance answered in ``X-Upstream`` (tests/support/services.py).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from tests.conftest import SPARK_KEY
 from tests.spark_server import SparkServer
 from tests.support.servers import ChatsiteServer
 from tests.support.services import Nginx, PostgresCluster, RedisServer, missing_binaries
+from tests.support.sse import SSEDecoder
 
 pytestmark = pytest.mark.slow
 
@@ -165,13 +165,11 @@ def test_sign_in_and_stream_through_nginx(stack: Stack, spark: SparkServer):
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         assert response.headers["X-Upstream"] in stack.upstreams
-        buffer = b""
+        decoder = SSEDecoder()
         for piece in response.iter_content(chunk_size=None):
-            buffer += piece
-            while b"\n\n" in buffer:
-                frame, buffer = buffer.split(b"\n\n", 1)
-                event = frame.split(b"\n", 1)[0].removeprefix(b"event: ").decode()
-                arrivals.append((time.monotonic() - started, event))
+            for event in decoder.feed(piece):
+                arrivals.append((time.monotonic() - started, event.event))
+                last = event
 
     events = [event for _, event in arrivals]
     assert events[0] == "start" and events[-1] == "done"
@@ -183,7 +181,7 @@ def test_sign_in_and_stream_through_nginx(stack: Stack, spark: SparkServer):
     assert done - first_delta >= (tokens - 1) * interval * 0.6, arrivals
     deltas = [t for t, event in arrivals if event == "delta"]
     assert len({round(t / interval) for t in deltas}) >= tokens // 2, arrivals
-    final = json.loads(frame.split(b"data: ", 1)[1])["message"]
+    final = last.json()["message"]
     assert final["status"] == "complete"
 
 

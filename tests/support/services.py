@@ -1,12 +1,12 @@
 """Throwaway PostgreSQL, Redis and nginx on loopback, for the scale-out test and the benchmarks.
 
-Each runs in the foreground of its own process (or its own cluster directory), on a free port,
-with every file it writes under a temporary folder, and is stopped by ``stop()``.
+Each runs on a free port with every file it writes under a temporary folder, and is stopped by
+``stop()`` (or used as a context manager). PostgreSQL's launcher is tests/support/postgres.py
+(also behind scripts/pg-cluster.sh); gunicorn's is ``ChatsiteServer`` in tests/support/servers.py.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import ROOT, free_port
+from tests.support.postgres import PG_BIN, PostgresCluster
+from tests.support.servers import free_port
+
+__all__ = ["Nginx", "PostgresCluster", "RedisServer", "missing_binaries"]
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-_PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
-PG_BIN: Path | None = _PG_BINS[-1] if _PG_BINS else None
 
 
 def missing_binaries() -> list[str]:
@@ -48,35 +49,6 @@ def _wait_port(port: int, timeout: float, process: subprocess.Popen[Any] | None 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
-
-
-class PostgresCluster:
-    """A new cluster (scripts/pg-cluster.sh) on a free port; ``stop()`` removes it."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.datadir = Path(f"/tmp/chatsite-pg-{self.port}-{os.getpid()}")
-        self.url = ""
-
-    def start(self) -> PostgresCluster:
-        result = subprocess.run(
-            ["sh", str(ROOT / "scripts" / "pg-cluster.sh"), str(self.port), str(self.datadir)],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode:
-            raise RuntimeError(f"pg-cluster.sh failed:\n{result.stdout}\n{result.stderr}")
-        self.url = result.stdout.strip().splitlines()[-1]
-        return self
-
-    def stop(self) -> None:
-        assert PG_BIN is not None
-        runas = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run(
-            [*runas, str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(self.datadir, ignore_errors=True)
 
 
 class RedisServer:
@@ -114,6 +86,12 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
 NGINX_CONF = """\
@@ -212,3 +190,9 @@ class Nginx:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def __enter__(self) -> Nginx:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
