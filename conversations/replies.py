@@ -357,13 +357,12 @@ def _pending_outcome(events: queue.Queue[object]) -> _Outcome | None:
             return event
 
 
-def _check_rate(conversation: Conversation, state: selectors.TurnState, since: Any) -> None:
-    limit, _window = parse_rate(settings.CHAT_RATE_LIMIT)
-    if state.recent_replies >= limit:
-        oldest = selectors.oldest_reply_since(user_id=conversation.user_id, since=since)
-        window = timedelta(seconds=_window)
-        retry_after = (oldest + window - timezone.now()).total_seconds() if oldest else _window
-        raise RateLimited(retry_after=int(retry_after) + 1)
+def _rate_limited(conversation: Conversation, since: Any, window: int) -> RateLimited:
+    """The 429 of a user who started the rate limit's worth of replies within the window; it
+    lifts when the oldest of them leaves the window."""
+    oldest = selectors.oldest_reply_since(user_id=conversation.user_id, since=since)
+    lifts_in = (oldest - since).total_seconds() if oldest else window
+    return RateLimited(retry_after=int(lifts_in) + 1)
 
 
 def _save_turn(
@@ -377,7 +376,7 @@ def _save_turn(
     """
     now = timezone.now()
     model = conversation.model
-    _limit, window = parse_rate(settings.CHAT_RATE_LIMIT)
+    limit, window = parse_rate(settings.CHAT_RATE_LIMIT)
     since = now - timedelta(seconds=window)
     with transaction.atomic():
         if connection.features.has_select_for_update:
@@ -387,10 +386,11 @@ def _save_turn(
             User.objects.select_for_update().filter(pk=conversation.user_id).values_list(
                 "pk"
             ).first()
-        state = selectors.turn_state(conversation=conversation, since=since)
+        state = selectors.turn_state(conversation=conversation, since=since, limit=limit)
         if not state.user_active:
             raise UserInactive()
-        _check_rate(conversation, state, since)
+        if state.recent_replies >= limit:
+            raise _rate_limited(conversation, since, window)
         if state.streaming:
             raise _ReplyInProgress
         last_seq = state.last_seq
@@ -407,16 +407,16 @@ def _save_turn(
                 last.replaced = True
                 last.save(update_fields=["replaced"])
         else:
-            assert content is not None
+            assert content is not None  # noqa: S101 - a send (not a regenerate) always has content
             last_seq += 1
-            user_message = Message.objects.create(
+            user_message = Message(
                 conversation=conversation,
                 seq=last_seq,
                 role=Message.Role.USER,
                 content=content,
                 model=model,
             )
-        assistant = Message.objects.create(
+        assistant = Message(
             conversation=conversation,
             seq=last_seq + 1,
             role=Message.Role.ASSISTANT,
@@ -424,6 +424,8 @@ def _save_turn(
             model=model,
             worker=recovery.this_worker(),
         )
+        # Both rows in one INSERT: one round trip fewer inside the write lock.
+        Message.objects.bulk_create([m for m in (user_message, assistant) if m is not None])
         updates: dict[str, Any] = {"updated_at": now}
         if not conversation.title and content:
             conversation.title = " ".join(content.split())[:TITLE_FROM_MESSAGE_CHARS]

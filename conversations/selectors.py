@@ -142,10 +142,10 @@ class TurnState:
     last_seq: int  # the conversation's last seq, 0 when empty
     streaming: int  # its replies still being written
     user_active: bool  # whether the owner may still use the site
-    recent_replies: int  # replies the owner started since ``since`` (the chat rate limit)
+    recent_replies: int  # replies the owner started since ``since``, counted up to ``limit``
 
 
-def turn_state(*, conversation: Conversation, since: datetime) -> TurnState:
+def turn_state(*, conversation: Conversation, since: datetime, limit: int) -> TurnState:
     """What a new turn must know, read inside its write transaction in one statement.
 
     Hand-written, since building the equivalent ORM aggregates cost more than running them. The
@@ -167,9 +167,11 @@ def turn_state(*, conversation: Conversation, since: datetime) -> TurnState:
         f" (SELECT COUNT(*) FROM {messages} WHERE conversation_id = %s"
         "   AND status = %s AND replaced = %s),"
         f" (SELECT is_active FROM {users} WHERE id = %s),"
-        f" (SELECT COUNT(*) FROM {messages} m JOIN {conversations} c"
+        # Counting stops at ``limit``: whether the limit is reached is all the turn needs to know.
+        f" (SELECT COUNT(*) FROM (SELECT 1 FROM {messages} m JOIN {conversations} c"
         "   ON m.conversation_id = c.id"
-        "   WHERE c.user_id = %s AND c.updated_at >= %s AND m.role = %s AND m.created_at >= %s)"
+        "   WHERE c.user_id = %s AND c.updated_at >= %s AND m.role = %s AND m.created_at >= %s"
+        "   LIMIT %s) AS recent)"
     )
     params = [
         conversation_id,
@@ -181,6 +183,7 @@ def turn_state(*, conversation: Conversation, since: datetime) -> TurnState:
         since_value,
         Message.Role.ASSISTANT,
         since_value,
+        limit,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
