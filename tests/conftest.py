@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -34,10 +35,8 @@ def spark(spark_server: SparkServer, settings) -> Iterator[SparkServer]:
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
     yield
-    try:
+    with contextlib.suppress(Exception):  # tests without a database have no cache table
         cache.clear()
-    except Exception:  # noqa: BLE001 - tests without a database have no cache table
-        pass
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ def test_configure_freezes_start_up_and_schedules_full_collections(restore_gc):
 
     assert gc.get_threshold() == (gen0, gen1, gc_tuning.NEVER)  # no automatic full collection
     assert gc.get_freeze_count() > 0
-    assert len(spawned) == 1 and callable(spawned[0])
+    assert len(spawned) == 1
+    assert callable(spawned[0])
 
 
 def test_zero_keeps_pythons_defaults(restore_gc):
@@ -35,7 +36,8 @@ def test_zero_keeps_pythons_defaults(restore_gc):
 
     gc_tuning.configure(0, spawned.append)
 
-    assert gc.get_threshold() == before and not spawned
+    assert gc.get_threshold() == before
+    assert not spawned
 
 
 def test_the_timer_runs_a_full_collection_after_each_interval(monkeypatch):

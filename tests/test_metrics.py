@@ -80,7 +80,10 @@ def test_a_streamed_reply_shows_in_metrics(api, spark, conversation):
     assert b"event: done" in body
     reply = Message.objects.get(conversation=conversation, role=Message.Role.ASSISTANT)
     after = scrape()
-    delta = lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)  # noqa: E731
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
     assert delta("chatsite_replies_total", model="lite", status="complete") == 1
     assert delta("chatsite_reply_ttft_seconds_count", model="lite") == 1
     assert delta("chatsite_reply_duration_seconds_count", model="lite") == 1
@@ -253,7 +256,8 @@ def test_one_log_line_per_reply_with_ids_timings_and_tokens(
     assert fields["model"] == "lite"
     assert fields["status"] == "complete"
     assert fields["code"] == ""
-    assert fields["sid"] == reply.sid and reply.sid
+    assert fields["sid"] == reply.sid
+    assert reply.sid
     assert fields["ttft_ms"] == reply.ttft_ms
     assert fields["duration_ms"] == reply.duration_ms
     assert fields["completion_tokens"] == reply.completion_tokens == 3
@@ -376,4 +380,5 @@ def test_metrics_add_up_across_gunicorn_workers(gunicorn_site, spark_server):
     # The per-reply log lines went to gunicorn's log, without content.
     log = gunicorn_site.log()
     assert log.count('"event":"reply"') == 4
-    assert "quokka" not in log and SPARK_KEY not in log
+    assert "quokka" not in log
+    assert SPARK_KEY not in log

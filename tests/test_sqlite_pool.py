@@ -144,7 +144,9 @@ def test_a_locked_database_is_waited_for_in_python_sleeps_not_inside_sqlite(
         started = time.monotonic()
         cursor.execute("INSERT INTO t VALUES (1)")
     assert time.monotonic() - started >= 0.2
-    assert len(pauses) > 5 and max(pauses) <= 0.025  # many short yields, not one long block
+    # Many short yields, not one long block.
+    assert len(pauses) > 5
+    assert max(pauses) <= 0.025
     with db.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM t")
         assert cursor.fetchone() == (1,)

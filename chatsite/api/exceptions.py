@@ -62,7 +62,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None
 
-    assert isinstance(exc, exceptions.APIException)
+    # DRF's handler answers only an APIException (Http404 and PermissionDenied became one above).
+    assert isinstance(exc, exceptions.APIException)  # noqa: S101 - an invariant, narrows for mypy
     if isinstance(exc, exceptions.ValidationError):
         field, message, code = _first_error(exc.detail)
         data: dict[str, Any] = {

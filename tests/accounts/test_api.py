@@ -353,7 +353,8 @@ def test_access_token_lifetimes_follow_the_architecture():
     jwt_settings = settings.SIMPLE_JWT
     assert jwt_settings["ACCESS_TOKEN_LIFETIME"].total_seconds() == 15 * 60
     assert jwt_settings["REFRESH_TOKEN_LIFETIME"].days == 7
-    assert jwt_settings["ROTATE_REFRESH_TOKENS"] and jwt_settings["BLACKLIST_AFTER_ROTATION"]
+    assert jwt_settings["ROTATE_REFRESH_TOKENS"]
+    assert jwt_settings["BLACKLIST_AFTER_ROTATION"]
 
 
 @pytest.mark.django_db

@@ -78,7 +78,8 @@ def test_send_returns_201_with_both_messages_saved(api, spark, conversation):
     assert response.status_code == 201, response.content
     body = response.json()
     user_message, assistant = body["user_message"], body["assistant_message"]
-    assert MESSAGE_FIELDS <= set(user_message) and MESSAGE_FIELDS <= set(assistant)
+    assert set(user_message) >= MESSAGE_FIELDS
+    assert set(assistant) >= MESSAGE_FIELDS
     assert (user_message["role"], user_message["content"], user_message["status"]) == (
         "user",
         "hello there",
@@ -94,7 +95,8 @@ def test_send_returns_201_with_both_messages_saved(api, spark, conversation):
         assistant["usage"]["prompt_tokens"] + assistant["usage"]["completion_tokens"]
     )
     assert assistant["usage"]["completion_tokens"] == 3
-    assert isinstance(assistant["ttft_ms"], int) and isinstance(assistant["duration_ms"], int)
+    assert isinstance(assistant["ttft_ms"], int)
+    assert isinstance(assistant["duration_ms"], int)
 
     saved = list(conversation.messages.order_by("seq"))
     assert [(m.seq, m.role, m.content, m.status) for m in saved] == [
@@ -103,7 +105,8 @@ def test_send_returns_201_with_both_messages_saved(api, spark, conversation):
     ]
     assert saved[1].sid == assistant["sid"]
     assert saved[1].total_tokens == assistant["usage"]["total_tokens"]
-    assert saved[1].worker == "" and saved[1].finished_at is not None
+    assert saved[1].worker == ""
+    assert saved[1].finished_at is not None
 
 
 @reply_flow
@@ -215,7 +218,8 @@ def test_stream_sends_start_then_deltas_then_done(api, spark, conversation):
         "alpha beta gamma delta",
         done["usage"]["total_tokens"],
     )
-    assert saved.ttft_ms is not None and saved.duration_ms is not None
+    assert saved.ttft_ms is not None
+    assert saved.duration_ms is not None
     assert spark.requests[-1]["json"]["stream"] is True
 
 
@@ -343,7 +347,7 @@ def _assert_next_message_is_accepted(api, spark, settings, conversation) -> None
 
 @reply_flow
 @pytest.mark.parametrize(
-    "directive,status,code,partial,sid_known",
+    ("directive", "status", "code", "partial", "sid_known"),
     [f[1:] for f in FAILURES],
     ids=[f[0] for f in FAILURES],
 )
@@ -368,7 +372,8 @@ def test_upstream_failure_without_streaming_answers_json_and_keeps_both_messages
     assert assistant.content == ""
     assert assistant.error_detail == body["detail"]
     assert assistant.sid == (spark.requests[-1]["sid"] if sid_known else "")
-    assert assistant.duration_ms is not None and assistant.worker == ""
+    assert assistant.duration_ms is not None
+    assert assistant.worker == ""
     assert str(assistant.pk) == body["assistant_message"]["id"]
 
     _assert_next_message_is_accepted(api, spark, settings, conversation)
@@ -376,7 +381,7 @@ def test_upstream_failure_without_streaming_answers_json_and_keeps_both_messages
 
 @reply_flow
 @pytest.mark.parametrize(
-    "directive,status,code,partial,sid_known",
+    ("directive", "status", "code", "partial", "sid_known"),
     [f[1:] for f in FAILURES],
     ids=[f[0] for f in FAILURES],
 )
@@ -390,12 +395,14 @@ def test_upstream_failure_while_streaming_ends_with_one_error_frame(
     names = [name for name, _ in frames]
     assert names[0] == "start"
     assert names[-1] == "error"
-    assert names.count("error") == 1 and "done" not in names
+    assert names.count("error") == 1
+    assert "done" not in names
     assert set(names[1:-1]) <= {"delta"}
     assert "".join(data["content"] for name, data in frames if name == "delta") == partial
     error = frames[-1][1]
     assert error["code"] == code
-    assert isinstance(error["detail"], str) and error["detail"]
+    assert isinstance(error["detail"], str)
+    assert error["detail"]
     assert error["message"]["status"] == "error"
     assert error["message"]["content"] == partial
     assert error["message"]["error_code"] == code
@@ -785,7 +792,7 @@ def test_message_list_limit_out_of_bounds_is_400(api, conversation, limit):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("limit,expected", [("1", 1), ("200", 200)])
+@pytest.mark.parametrize(("limit", "expected"), [("1", 1), ("200", 200)])
 def test_message_list_limit_bounds_are_inclusive(api, conversation, limit, expected):
     _messages(conversation, 201)
 

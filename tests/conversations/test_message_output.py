@@ -33,7 +33,7 @@ from tests.factories import MessageFactory
 def test_message_output_equals_the_declared_fields(fields) -> None:
     message = MessageFactory(**fields)
     fresh = Message.objects.get(pk=message.pk)
-    declared = {name: field for name, field in MessageOutputSerializer._declared_fields.items()}
+    declared = dict(MessageOutputSerializer._declared_fields)
 
     class Generic(serializers.Serializer):
         locals().update(declared)

@@ -210,11 +210,14 @@ def test_message_list_reports_whether_more_messages_lie_beyond_the_page():
     add(conversation, *[("user", f"m{n}") for n in range(5)])
 
     page, more = selectors.message_list(conversation=conversation, limit=5)
-    assert [m.content for m in page] == [f"m{n}" for n in range(5)] and more is False
+    assert [m.content for m in page] == [f"m{n}" for n in range(5)]
+    assert more is False
     page, more = selectors.message_list(conversation=conversation, limit=4)
-    assert len(page) == 4 and more is True
+    assert len(page) == 4
+    assert more is True
     page, more = selectors.message_list(conversation=conversation, latest=True, limit=2)
-    assert [m.content for m in page] == ["m3", "m4"] and more is True
+    assert [m.content for m in page] == ["m3", "m4"]
+    assert more is True
 
 
 # --- query counts of the list endpoints ---------------------------------------------------------

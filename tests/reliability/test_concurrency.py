@@ -79,7 +79,7 @@ def _round(upstream: FaultySpark, site: ChatsiteServer, users: list[LiveApi]) ->
     done.set()
     sampler.join()
 
-    for (_, conversation_id, question), (status, frames) in zip(jobs, results, strict=True):
+    for (_, _conversation_id, question), (status, frames) in zip(jobs, results, strict=True):
         assert status == 200
         assert [kind for kind, _ in frames][-1] == "done", frames[-1:]
         message = frames[-1][1]["message"]
@@ -98,7 +98,7 @@ def _round(upstream: FaultySpark, site: ChatsiteServer, users: list[LiveApi]) ->
     marks = ",".join("?" * len(conversation_ids))
     rows = db_rows(
         site,
-        "SELECT role, status, COUNT(*) FROM conversations_message"
+        "SELECT role, status, COUNT(*) FROM conversations_message"  # noqa: S608 - only "?" marks are formatted in; the ids are parameters
         f" WHERE conversation_id IN ({marks})"
         " GROUP BY role, status ORDER BY role",
         conversation_ids,

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # gunicorn processes
 
 def test_a_second_server_on_a_taken_port_fails_instead_of_sharing_it(spark_server: SparkServer):
     with live_server(spark_url=spark_server.url, spark_key="test-key:test-secret") as first:
-        second = subprocess.run(
+        second = subprocess.run(  # noqa: S603 - a fixed argv (python -m gunicorn), no shell
             [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "chatsite.wsgi"],
             cwd=ROOT,
             env=first.env,

@@ -6,6 +6,7 @@ connection is closed, and the conversation accepts its next message.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -72,10 +73,8 @@ class RawStream:
     def hang_up(self) -> None:
         sock = self.connection.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.connection.close()
 
 
@@ -152,7 +151,9 @@ def test_client_disconnect_while_model_thinks_is_noticed_within_seconds(
             hung_up = time.monotonic()
             stream.hang_up()
             reply = wait_until(_reply_settled(api, conversation_id), timeout=5)
-            assert reply and reply["status"] == "interrupted" and reply["content"] == ""
+            assert reply
+            assert reply["status"] == "interrupted"
+            assert reply["content"] == ""
             assert time.monotonic() - hung_up < 5
             assert wait_until(lambda: upstream.closed_early >= 1, timeout=5)
 
@@ -178,7 +179,8 @@ def _streaming_worker(server: ChatsiteServer, message_id: str) -> int:
     )[0]
     host, pid, *start = worker.split(":")  # host:pid:start-time
     assert host == socket.gethostname(), worker
-    assert len(start) == 1 and start[0].isdigit(), worker
+    assert len(start) == 1, worker
+    assert start[0].isdigit(), worker
     return int(pid)
 
 

@@ -21,7 +21,8 @@ from .faulty_spark import FaultySpark
 from .live import LiveApi, db_rows, live_server
 
 # (fault armed on the Spark server, our HTTP status without streaming, our error code).
-# docs/spark-protocol.md, "Errors: two shapes": the HTTP status Spark gives is not reliable, so we map on Spark's code.
+# docs/spark-protocol.md, "Errors: two shapes": the HTTP status Spark gives is not reliable, so we
+# map on Spark's code.
 REJECTIONS = [
     pytest.param({"upstream": "auth"}, 503, "upstream_auth", id="401-bad-key"),
     pytest.param({"upstream": "10003"}, 502, "10003", id="400-10003-invalid-data"),
@@ -110,8 +111,10 @@ def _check_fault(
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         kinds = [kind for kind, _ in frames]
-        assert kinds[0] == "start" and kinds[-1] == "error", kinds
-        assert kinds.count("error") == 1 and "done" not in kinds
+        assert kinds[0] == "start", kinds
+        assert kinds[-1] == "error", kinds
+        assert kinds.count("error") == 1
+        assert "done" not in kinds
         text = "".join(data["content"] for kind, data in frames if kind == "delta")
         assert bool(text) == partial, text
         error = frames[-1][1]

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def audit(service: str) -> tuple[int | None, str]:
     """(exit code, message); exit code None means the service could not be used."""
     try:
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: S603 - a fixed argv (python -m pip_audit), no shell
             [
                 sys.executable,
                 "-m",

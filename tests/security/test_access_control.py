@@ -163,7 +163,8 @@ def test_search_never_finds_another_users_conversations(owner, intruder):
     alice, _ = owner
     assert alice.get(f"/api/conversations/?search={SECRET_WORD}").json()["count"] == 1
     found = intruder.get(f"/api/conversations/?search={SECRET_WORD}").json()
-    assert found["count"] == 0 and found["results"] == []
+    assert found["count"] == 0
+    assert found["results"] == []
     assert intruder.get("/api/conversations/").json()["count"] == 0
 
 

@@ -236,9 +236,12 @@ def test_https_responses_carry_hsts_and_secure_cookies(tls_site):
         assert response.status_code == 200
         assert_security_headers(response.headers)
         hsts = response.headers["Strict-Transport-Security"]
-        assert "max-age=31536000" in hsts and "includeSubDomains" in hsts
+        assert "max-age=31536000" in hsts
+        assert "includeSubDomains" in hsts
         cookie = response.headers["Set-Cookie"]
-        assert "csrftoken=" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
+        assert "csrftoken=" in cookie
+        assert "Secure" in cookie
+        assert "SameSite=Lax" in cookie
 
         # Sign up through the form: the session cookie is Secure and HttpOnly too. (The test talks
         # plain HTTP to the backend, so the Secure cookie has to be sent by hand.)
@@ -263,7 +266,9 @@ def test_https_responses_carry_hsts_and_secure_cookies(tls_site):
         session_cookie = [
             c for c in response.raw.headers.getlist("Set-Cookie") if "sessionid=" in c
         ]
-        assert session_cookie and "Secure" in session_cookie[0] and "HttpOnly" in session_cookie[0]
+        assert session_cookie
+        assert "Secure" in session_cookie[0]
+        assert "HttpOnly" in session_cookie[0]
 
 
 @pytest.mark.slow

@@ -162,8 +162,10 @@ def _assert_clear_4xx(response, *allowed: int) -> dict:
     )
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["code"], str) and body["code"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert isinstance(body["code"], str)
+    assert body["code"]
     return body
 
 
@@ -332,4 +334,5 @@ def test_hostile_requests_through_gunicorn(guarded: ChatsiteServer):
         assert huge_header.status_code == 431
         assert api.messages(conversation_id) == []
     log = guarded.log()
-    assert "Traceback" not in log and "Internal Server Error" not in log
+    assert "Traceback" not in log
+    assert "Internal Server Error" not in log

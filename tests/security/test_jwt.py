@@ -35,14 +35,16 @@ def _claims(user) -> dict:
 def test_token_signed_with_another_key_is_refused(user):
     forged = jwt.encode(_claims(user), secrets.token_urlsafe(64), algorithm="HS256")
     status, body = _me(forged)
-    assert status == 401 and body["code"] == "token_not_valid"
+    assert status == 401
+    assert body["code"] == "token_not_valid"
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE"])
 def test_unsigned_alg_none_token_is_refused(user, alg):
     forged = f"{_b64({'alg': alg, 'typ': 'JWT'})}.{_b64(_claims(user))}."
     status, body = _me(forged)
-    assert status == 401 and body["code"] == "token_not_valid"
+    assert status == 401
+    assert body["code"] == "token_not_valid"
 
 
 @pytest.mark.parametrize("alg", ["HS384", "HS512"])
@@ -54,7 +56,8 @@ def test_token_with_another_algorithm_is_refused_even_with_the_right_key(user, a
 
 def test_refresh_token_is_not_accepted_as_an_access_token(user):
     status, body = _me(str(RefreshToken.for_user(user)))
-    assert status == 401 and body["code"] == "token_not_valid"
+    assert status == 401
+    assert body["code"] == "token_not_valid"
 
 
 def test_expired_refresh_token_cannot_be_refreshed(anon, user):

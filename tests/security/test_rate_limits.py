@@ -55,7 +55,7 @@ def limited(spark_server: SparkServer) -> Iterator[tuple[ChatsiteServer, dict[st
 
 
 def _forged() -> dict[str, str]:
-    address = ".".join(str(random.randint(1, 254)) for _ in range(4))
+    address = ".".join(str(random.randint(1, 254)) for _ in range(4))  # noqa: S311 - a made-up client address, not a secret
     return {"X-Forwarded-For": address, "X-Real-IP": address, "Connection": "close"}
 
 

@@ -78,6 +78,20 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def reply(provider: SparkProvider, messages: list[ChatMessage], *, streaming: bool) -> None:
+    """Ask for one reply, streamed to the end or complete: for the tests where it fails."""
+    if streaming:
+        list(provider.stream(model="lite", messages=messages))
+    else:
+        provider.complete(model="lite", messages=messages)
+
+
+def read_into(received: list[str], stream: ChatStream) -> None:
+    """Read ``stream`` to its end, keeping each chunk's text as it comes (before any error)."""
+    for chunk in stream:
+        received.append(chunk.content)
+
+
 # --- non-streaming ------------------------------------------------------------------------------
 
 
@@ -191,8 +205,7 @@ def test_stream_that_ends_without_done_is_incomplete(provider, spark):
     received = []
 
     with pytest.raises(LLMIncompleteStream) as caught:
-        for chunk in stream:
-            received.append(chunk.content)
+        read_into(received, stream)
 
     assert received == ["a ", "b "]
     assert caught.value.code == "upstream_incomplete"
@@ -205,7 +218,7 @@ def test_stream_that_ends_without_done_is_incomplete(provider, spark):
 
 
 @pytest.mark.parametrize(
-    "code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE]
+    ("code", "error_class", "status"), ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE]
 )
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 def test_rejection_envelope_with_string_code_maps_to_typed_error(
@@ -214,22 +227,20 @@ def test_rejection_envelope_with_string_code_maps_to_typed_error(
     messages = ask(f"hi [[upstream:{code}]]")
 
     with pytest.raises(error_class) as caught:
-        if streaming:
-            list(provider.stream(model="lite", messages=messages))
-        else:
-            provider.complete(model="lite", messages=messages)
+        reply(provider, messages, streaming=streaming)
 
     error = caught.value
     assert error.code == str(code)
     assert error.status_code == status
     # The sid travels inside the envelope's message: "... (sid: cha...)".
     assert error.sid == spark.requests[-1]["sid"]
-    assert error.detail and SPARK_KEY not in error.detail
+    assert error.detail
+    assert SPARK_KEY not in error.detail
     assert len(spark.requests) == 1  # an answered request is never retried
 
 
 @pytest.mark.parametrize(
-    "code,error_class,status", ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE]
+    ("code", "error_class", "status"), ERROR_TABLE, ids=[str(c[0]) for c in ERROR_TABLE]
 )
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 def test_in_band_integer_code_maps_to_typed_error(
@@ -238,10 +249,7 @@ def test_in_band_integer_code_maps_to_typed_error(
     messages = ask(f"hi [[inband:{code}]]")
 
     with pytest.raises(error_class) as caught:
-        if streaming:
-            list(provider.stream(model="lite", messages=messages))
-        else:
-            provider.complete(model="lite", messages=messages)
+        reply(provider, messages, streaming=streaming)
 
     assert caught.value.code == str(code)
     assert caught.value.status_code == status
@@ -249,13 +257,11 @@ def test_in_band_integer_code_maps_to_typed_error(
 
 
 def test_in_band_code_mid_stream_comes_after_the_text_already_sent(provider, spark):
+    stream = provider.stream(model="lite", messages=ask("[[reply:a b c d]] [[midstream:10014]]"))
     received = []
 
     with pytest.raises(LLMContentRejected) as caught:
-        for chunk in provider.stream(
-            model="lite", messages=ask("[[reply:a b c d]] [[midstream:10014]]")
-        ):
-            received.append(chunk.content)
+        read_into(received, stream)
 
     assert received == ["a ", "b "]
     assert caught.value.code == "10014"
@@ -265,10 +271,7 @@ def test_in_band_code_mid_stream_comes_after_the_text_already_sent(provider, spa
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 def test_unknown_spark_code_is_still_an_upstream_error_with_that_code(provider, streaming):
     with pytest.raises(LLMError) as caught:
-        if streaming:
-            list(provider.stream(model="lite", messages=ask("hi [[inband:12345]]")))
-        else:
-            provider.complete(model="lite", messages=ask("hi [[inband:12345]]"))
+        reply(provider, ask("hi [[inband:12345]]"), streaming=streaming)
 
     assert caught.value.code == "12345"
     assert caught.value.status_code == 502
@@ -279,10 +282,7 @@ def test_invalid_user_401_is_an_auth_configuration_error(spark, streaming):
     provider = make_provider(spark, api_keys={"*": "wrong:key"})
 
     with pytest.raises(LLMConfigurationError) as caught:
-        if streaming:
-            list(provider.stream(model="lite", messages=ask("hi")))
-        else:
-            provider.complete(model="lite", messages=ask("hi"))
+        reply(provider, ask("hi"), streaming=streaming)
 
     assert caught.value.code == "upstream_auth"
     assert caught.value.status_code == 503
@@ -300,10 +300,7 @@ def test_invalid_user_directive_is_an_auth_configuration_error(provider):
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 def test_non_json_error_body_is_an_upstream_failure(provider, spark, streaming):
     with pytest.raises(LLMUnavailable) as caught:
-        if streaming:
-            list(provider.stream(model="lite", messages=ask("hi [[upstream:nonjson]]")))
-        else:
-            provider.complete(model="lite", messages=ask("hi [[upstream:nonjson]]"))
+        reply(provider, ask("hi [[upstream:nonjson]]"), streaming=streaming)
 
     assert caught.value.code == "upstream_unavailable"
     assert caught.value.status_code == 503
@@ -320,8 +317,7 @@ def test_stalled_stream_times_out_after_the_read_timeout(spark):
     started = time.monotonic()
 
     with pytest.raises(LLMTimeout) as caught:
-        for chunk in stream:
-            received.append(chunk.content)
+        read_into(received, stream)
 
     assert time.monotonic() - started < 3.0  # 0.5 s read timeout, against a 5 s stall
     assert received == ["a ", "b "]
@@ -356,10 +352,7 @@ def test_connection_refused_is_unreachable(spark, streaming):
     provider = make_provider(spark, base_url=f"http://127.0.0.1:{closed_port()}/v1")
 
     with pytest.raises(LLMUnavailable) as caught:
-        if streaming:
-            list(provider.stream(model="lite", messages=ask("hi")))
-        else:
-            provider.complete(model="lite", messages=ask("hi"))
+        reply(provider, ask("hi"), streaming=streaming)
 
     assert caught.value.code == "upstream_unreachable"
     assert caught.value.status_code == 503
@@ -490,7 +483,7 @@ def _provider_against(handler: type[BaseHTTPRequestHandler]) -> Iterator[SparkPr
 
 
 @pytest.mark.parametrize(
-    "body,error_class,code",
+    ("body", "error_class", "code"),
     [
         (
             b'{"code":10013,"message":"input moderation","sid":"cha0bare"}',
@@ -544,10 +537,8 @@ def test_a_finished_stream_hands_its_connection_to_the_next_request(provider, sp
     "directive", ["[[midstream:10014]]", "[[drop]]", "[[close]]"], ids=["error", "drop", "close"]
 )
 def test_a_stream_that_did_not_end_cleanly_never_lends_its_connection(provider, spark, directive):
-    try:
+    with contextlib.suppress(LLMError):
         _drain(provider.stream(model="lite", messages=ask(f"[[reply:a b c d]] {directive}")))
-    except LLMError:
-        pass
     assert _drain(provider.stream(model="lite", messages=ask("[[reply:next]]"))) == "next"
 
     first, second = (request["client"] for request in spark.requests)
