@@ -54,6 +54,9 @@ class Message(models.Model):
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The content's token estimate (selectors.estimate_tokens), written with the content, so
+    # building a long conversation's history does not estimate every message again on every turn.
+    token_estimate = models.PositiveIntegerField(null=True, blank=True, editable=False)
     # A regenerated reply stays for review in admin but leaves the conversation and the history.
     replaced = models.BooleanField(default=False)
     # "host:pid:start-time" of the worker streaming this reply, so a dead worker's stream can be

@@ -319,6 +319,7 @@ class Reply:
                 return message
             error = outcome.error
             message.content = "".join(self._parts)
+            message.token_estimate = selectors.estimate_tokens(message.content.strip())
             message.status = outcome.status
             message.error_code = error.code if error else outcome.code
             message.error_detail = error.detail if error else outcome.detail
@@ -415,6 +416,7 @@ def _save_turn(
                 role=Message.Role.USER,
                 content=content,
                 model=model,
+                token_estimate=selectors.estimate_tokens(content.strip()),
             )
         assistant = Message(
             conversation=conversation,

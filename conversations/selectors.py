@@ -230,8 +230,8 @@ def estimate_tokens(text: str) -> int:
 
 def _history_rows(
     *, conversation: Conversation, char_budget: int, up_to_seq: int | None, oldest_seq: int | None
-) -> list[tuple[str, str]]:
-    """(role, content) of the messages that may go to the model, newest first, in one query.
+) -> list[tuple[str, str, int | None]]:
+    """(role, content, token estimate) of the messages that may go to the model, newest first, in one query.
 
     A window function keeps only rows whose newer rows hold at most ``char_budget`` characters.
     Written as SQL because building this query through the ORM cost more (about 5 ms a reply)
@@ -259,8 +259,8 @@ def _history_rows(
     params.append(char_budget)
     # Only the quoted table name and fixed clauses are interpolated; every value is a parameter.
     sql = (
-        "SELECT role, content FROM ("  # noqa: S608  # nosec B608 - values are parameters
-        " SELECT role, content, seq,"
+        "SELECT role, content, token_estimate FROM ("  # noqa: S608  # nosec B608 - values are parameters
+        " SELECT role, content, token_estimate, seq,"
         " SUM(LENGTH(content)) OVER (ORDER BY seq DESC) - LENGTH(content) AS chars_after"
         f" FROM {table}"
         " WHERE conversation_id = %s AND replaced = %s"
@@ -270,7 +270,7 @@ def _history_rows(
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(role, content) for role, content in cursor.fetchall()]
+        return cursor.fetchall()
 
 
 def message_history_for_model(
@@ -307,11 +307,13 @@ def message_history_for_model(
     # next question would resend a refused input (10013, 10907...) with every later message.
     turns: list[tuple[str, str]] = []
     used = 0
-    for role, content in newest_first:
+    for role, content, estimate in newest_first:
         text = content.strip()
         if not text or (turns and turns[-1][0] == role):
             continue
-        cost = estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+        cost = (
+            estimate if estimate is not None else estimate_tokens(text)
+        ) + MESSAGE_OVERHEAD_TOKENS
         if turns and used + cost > budget:
             break
         used += cost

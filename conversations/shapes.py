@@ -33,6 +33,7 @@ MESSAGE_FIELDS = (
 # The columns a reply's one final write sets (docs/architecture.md, "The reply flow", step 4).
 REPLY_OUTCOME_COLUMNS = (
     "content",
+    "token_estimate",
     "status",
     "error_code",
     "error_detail",

@@ -267,3 +267,41 @@ def test_message_list_runs_at_most_three_queries(
     assert response.status_code == 200
     assert len(response.json()["results"]) == min(size, 50)
     assert len(latest.json()["results"]) == min(size, 20)
+
+
+# --- stored token estimates -------------------------------------------------------------------
+
+
+def test_history_trims_by_the_estimate_stored_with_each_message():
+    conversation = ConversationFactory()
+    add(conversation, ("user", "old question"), ("assistant", "old answer"), ("user", "new"))
+    # Stored estimates are trusted (not recomputed): an old answer said to cost 10,000 tokens
+    # cannot fit a 1,000-token budget, so the history starts after it.
+    conversation.messages.filter(seq=2).update(token_estimate=10_000)
+
+    assert history(conversation, budget=1000) == [("user", "new")]
+    conversation.messages.filter(seq=2).update(token_estimate=None)  # old rows: estimated again
+    assert history(conversation, budget=1000) == [
+        ("user", "old question"),
+        ("assistant", "old answer"),
+        ("user", "new"),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_stores_the_estimates_of_the_question_and_the_reply(spark, user):
+    conversation = ConversationFactory(user=user, model="lite")
+    api = APIClient()
+    api.force_authenticate(user)
+
+    response = api.post(
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": " 你好，世界 [[reply:alpha beta gamma]] "},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    question, reply = conversation.messages.order_by("seq")
+    assert question.token_estimate == selectors.estimate_tokens(question.content.strip())
+    assert reply.content == "alpha beta gamma"
+    assert reply.token_estimate == selectors.estimate_tokens("alpha beta gamma")
