@@ -36,7 +36,7 @@ test: $(VENV)/.requirements-dev
 lint: $(VENV)/.requirements-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	CHATSITE_TESTING=1 $(BIN)/mypy conversations/llm conversations/services.py conversations/selectors.py
+	CHATSITE_TESTING=1 $(BIN)/mypy accounts chatsite conversations
 	$(BIN)/lint-imports
 
 bench-quick: $(VENV)/.requirements-dev

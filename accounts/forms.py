@@ -4,6 +4,6 @@ from .models import User
 
 
 class SignUpForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
+    class Meta(UserCreationForm.Meta):  # type: ignore[name-defined]  # django-stubs lacks Meta
         model = User
         fields = ("username", "email")

@@ -231,7 +231,8 @@ def estimate_tokens(text: str) -> int:
 def _history_rows(
     *, conversation: Conversation, char_budget: int, up_to_seq: int | None, oldest_seq: int | None
 ) -> list[tuple[str, str, int | None]]:
-    """(role, content, token estimate) of the messages that may go to the model, newest first, in one query.
+    """(role, content, token estimate) of the messages that may go to the model, newest first, in
+    one query.
 
     A window function keeps only rows whose newer rows hold at most ``char_budget`` characters.
     Written as SQL because building this query through the ORM cost more (about 5 ms a reply)

@@ -65,4 +65,6 @@ class LazyUserJWTAuthentication(JWTAuthentication):
 class LazyUserJWTScheme(SimpleJWTScheme):
     """The OpenAPI security scheme: the same bearer token as simplejwt's own."""
 
-    target_class = LazyUserJWTAuthentication
+    # The base (OpenApiAuthenticationExtension) takes a class or a dotted path; SimpleJWTScheme's
+    # unannotated string narrows the attribute to str for mypy.
+    target_class = LazyUserJWTAuthentication  # type: ignore[assignment]

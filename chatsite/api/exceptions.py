@@ -82,8 +82,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         data = {"detail": str(exc.detail), "code": codes if isinstance(codes, str) else "error"}
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             data["code"] = codes if isinstance(codes, str) else "not_authenticated"
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            response["Retry-After"] = str(max(1, math.ceil(exc.wait)))
+        if isinstance(exc, exceptions.Throttled):
+            # DRF sets Throttled.wait in __init__; the stubs leave the attribute out.
+            wait: float | None = exc.wait  # type: ignore[attr-defined]
+            if wait is not None:
+                response["Retry-After"] = str(max(1, math.ceil(wait)))
     response.data = data
     return response
 

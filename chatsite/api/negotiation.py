@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
@@ -15,9 +15,13 @@ class JSONFallbackNegotiation(DefaultContentNegotiation):
     """
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: Any = None
+        self,
+        request: Request,
+        renderers: Iterable[BaseRenderer],
+        format_suffix: str | None = None,
     ) -> tuple[BaseRenderer, str]:
+        candidates = list(renderers)  # a view's renderers: a list already, read more than once
         try:
-            return super().select_renderer(request, renderers, format_suffix)
+            return super().select_renderer(request, candidates, format_suffix)
         except Exception:  # noqa: BLE001 - NotAcceptable: fall back to the default renderer
-            return (renderers[0], renderers[0].media_type)
+            return (candidates[0], candidates[0].media_type)

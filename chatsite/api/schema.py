@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular import openapi
+from drf_spectacular.utils import Direction
 from rest_framework import serializers
 
 DESCRIPTIONS = {
@@ -55,7 +56,7 @@ class AutoSchema(openapi.AutoSchema):
         declared = getattr(self.view, "error_statuses", {}).get(method, ())
         return sorted(set(statuses).union(declared))
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Direction = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         error = {
             "application/json": {"schema": self.resolve_serializer(ErrorSerializer, direction).ref}
@@ -63,7 +64,7 @@ class AutoSchema(openapi.AutoSchema):
         for status in self._error_statuses():
             response = responses.setdefault(str(status), {"description": DESCRIPTIONS[status]})
             response.setdefault("content", error)
-        for status, response in responses.items():
-            if int(status) >= 400:
+        for key, response in responses.items():
+            if int(key) >= 400:
                 response.setdefault("content", error)
         return responses

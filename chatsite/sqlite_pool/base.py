@@ -129,4 +129,4 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and _pool.give(self._pool_key, connection, size)
         ):
             return
-        super()._close()  # type: ignore[misc]
+        super()._close()  # type: ignore[misc]  # private BaseDatabaseWrapper._close, not in the stubs

@@ -98,7 +98,9 @@ class MessageOutputSerializer(serializers.Serializer):
 
 class ModelOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
-    label = serializers.CharField()
+    # DRF's metaclass moves declared fields out of the class, so this never shadows Field.label;
+    # the stubs cannot say so.
+    label = serializers.CharField()  # type: ignore[assignment]
     provider = serializers.CharField()
     context_window = serializers.IntegerField()
     max_tokens = serializers.IntegerField()

@@ -63,7 +63,7 @@ def _unpatched_poll() -> Callable[[], Any]:
         from gevent.monkey import get_original
 
         # A zero-timeout check needs no greenlet switch: the original poll() will do.
-        return get_original("select", "poll")  # type: ignore[no-any-return]
+        return get_original("select", "poll")
     except ImportError:
         return select.poll
 

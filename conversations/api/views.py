@@ -6,7 +6,7 @@ render. Errors are raised as ``chatsite.errors.AppError`` and shaped at the API 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -35,6 +35,16 @@ from .serializers import (
 # Documented in the schema (chatsite/api/schema.py): sending is rate limited, refused while a
 # reply is in progress, and may fail with the model service.
 REPLY_ERROR_STATUSES = {"POST": (409, 429, 502, 503, 504)}
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _MessageCount(TypedDict):
+    """What ``selectors.conversation_get(with_message_count=True)`` annotates."""
+
+    message_count: int
 
 
 def _owned_conversation(
@@ -155,7 +165,10 @@ class MessageListApi(APIView):
         responses=MessagePageSerializer,
     )
     def get(self, request: Request, conversation_id: Any) -> Response:
-        conversation = _owned_conversation(request, conversation_id, with_message_count=True)
+        conversation = cast(
+            "WithAnnotations[Conversation, _MessageCount]",
+            _owned_conversation(request, conversation_id, with_message_count=True),
+        )
         after = _int_param(request, "after", minimum=0)
         before = _int_param(request, "before", minimum=0)
         page_number = _int_param(request, "page", minimum=1)
