@@ -21,7 +21,7 @@ from typing import Any
 from bench.client import KeepAliveClient
 from bench.common import (
     Check,
-    FakeSpark,
+    SparkStandIn,
     chatsite,
     cpu_seconds,
     exit_status,
@@ -87,7 +87,7 @@ def run(
     if quick:
         connections, duration = 8, 2.0
     with (
-        FakeSpark(first_token_delay=0.01, token_interval=0.01, tokens=2) as spark,
+        SparkStandIn(first_token_delay=0.01, token_interval=0.01, tokens=2) as spark,
         chatsite(
             spark.url,
             env={"DJANGO_ROOT_URLCONF": "bench.urls", **(env or {})},

@@ -19,7 +19,7 @@ from typing import Any
 from bench.client import StreamResult, stream_post
 from bench.common import (
     Check,
-    FakeSpark,
+    SparkStandIn,
     add_server_arguments,
     chatsite,
     exit_status,
@@ -65,7 +65,7 @@ def run(
     if quick:
         clients, rounds = 20, 2
     with (
-        FakeSpark(first_token_delay=0.3, token_interval=0.1, tokens=10) as spark,
+        SparkStandIn(first_token_delay=0.3, token_interval=0.1, tokens=10) as spark,
         chatsite(spark.url, env=env, database_url=database_url) as server,
     ):
         data = setup_data(server, users=max(1, clients // 10), per_user=10)

@@ -23,7 +23,7 @@ import requests
 from bench.client import StreamResult, stream_post
 from bench.common import (
     Check,
-    FakeSpark,
+    SparkStandIn,
     add_server_arguments,
     chatsite,
     cpu_seconds,
@@ -61,7 +61,7 @@ def _open_streams_metric(url: str) -> float | None:
 
 async def _ramp(
     base: str,
-    spark: FakeSpark,
+    spark: SparkStandIn,
     pairs: list[tuple[str, str]],
     rate: float,
     workers: list[int],
@@ -164,7 +164,7 @@ def run(
     if quick:
         streams, tokens, interval = 100, 3, 2.0
     with (
-        FakeSpark(first_token_delay=0.5, token_interval=interval, tokens=tokens) as spark,
+        SparkStandIn(first_token_delay=0.5, token_interval=interval, tokens=tokens) as spark,
         chatsite(spark.url, workers=workers_n, env=env, database_url=database_url) as server,
     ):
         per_user = 100

@@ -1,8 +1,8 @@
 """A small asyncio HTTP/1.1 client for the load generators (stdlib only, loopback only).
 
 Two uses: a streaming POST whose server-sent events are timed as they arrive (chatsite's
-``event: delta`` frames, or Spark's ``data:{json}`` frames when talking to the Spark server
-directly), and plain keep-alive requests for throughput.
+``event: delta`` frames, or Spark's ``data:{json}`` frames when talking to the Spark stand-in
+directly; both parsed by tests/support/sse.py), and plain keep-alive requests for throughput.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.sse import Event, SSEDecoder
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -132,13 +134,11 @@ async def stream_post(
                 text = b"".join([piece async for piece in _body_pieces(reader, response_headers)])
                 result.error = f"HTTP {result.status}: {text[:300].decode(errors='replace')}"
                 return result
-            buffer = b""
+            decoder = SSEDecoder()
             async for piece in _body_pieces(reader, response_headers):
                 result.tail = (result.tail + piece)[-400:]
-                buffer += piece
-                while b"\n\n" in buffer:
-                    frame, buffer = buffer.split(b"\n\n", 1)
-                    _frame(result, frame, on_first_delta)
+                for event in decoder.feed(piece):
+                    _event(result, event, on_first_delta)
                 if result.done or result.error:
                     break
             if not result.done and not result.error:
@@ -154,29 +154,20 @@ async def stream_post(
     return result
 
 
-def _frame(result: StreamResult, frame: bytes, on_first_delta: Any) -> None:
-    event = ""
-    data = b""
-    for line in frame.split(b"\n"):
-        if line.startswith(b"event:"):
-            event = line[6:].strip().decode()
-        elif line.startswith(b"data:"):
-            data = line[5:].lstrip(b" ")
-    if not data:
-        return  # a keep-alive comment
-    if event:  # chatsite's frames
-        if event == "delta":
+def _event(result: StreamResult, event: Event, on_first_delta: Any) -> None:
+    if event.event != "message":  # chatsite's frames
+        if event.event == "delta":
             _delta(result, on_first_delta)
-        elif event == "done":
+        elif event.event == "done":
             result.done = True
-            result.final = json.loads(data).get("message")
-        elif event == "error":
-            result.error = "error event: " + data[:300].decode(errors="replace")
+            result.final = event.json().get("message")
+        elif event.event == "error":
+            result.error = "error event: " + event.data[:300]
         return
-    if data.strip() == b"[DONE]":  # Spark's own frames
+    if event.data.strip() == "[DONE]":  # the provider's own frames
         result.done = True
         return
-    payload = json.loads(data)
+    payload = event.json()
     if payload.get("code"):
         result.error = f"spark code {payload['code']}"
         return

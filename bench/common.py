@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from tests.support.servers import ROOT, ChatsiteServer
-from tests.support.services import RedisServer
+from tests.upstream.server import STATS_PATH
 
 PYTHON = sys.executable
 
@@ -55,38 +55,26 @@ def machine() -> str:
     )
 
 
-class FakeSpark:
-    """``bench.fake_spark`` in its own process."""
+class SparkStandIn:
+    """The Spark stand-in of the tests (tests/upstream/, ``python -m tests.spark_server``) in its
+    own process, so that it does not share a GIL with the load generator. ``stats()`` reads its
+    stream counters (open, max_open, served, closed_early)."""
 
     def __init__(self, *, first_token_delay: float, token_interval: float, tokens: int) -> None:
-        self.process = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "bench.fake_spark",
-                "--port",
-                "0",
-                "--first-token-delay",
-                str(first_token_delay),
-                "--token-interval",
-                str(token_interval),
-                "--tokens",
-                str(tokens),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        command = [PYTHON, "-m", "tests.spark_server", "--port", "0"]
+        command += ["--first-token-delay", str(first_token_delay)]
+        command += ["--token-interval", str(token_interval), "--tokens", str(tokens)]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http://"):
             self.stop()
-            raise RuntimeError("bench.fake_spark did not start")
-        self.root = self.url.rsplit("/v1", 1)[0]
+            raise RuntimeError("python -m tests.spark_server did not start")
         self.chat_url = self.url + "/chat/completions"
+        self.stats_url = self.url.rsplit("/v1", 1)[0] + STATS_PATH
 
     def stats(self) -> dict[str, int]:
-        return requests.get(self.root + "/stats", timeout=5).json()
+        return requests.get(self.stats_url, timeout=5).json()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -97,7 +85,7 @@ class FakeSpark:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> FakeSpark:
+    def __enter__(self) -> SparkStandIn:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -256,79 +244,6 @@ def db_replies(server: ChatsiteServer) -> dict[str, Any]:
     if result.returncode:
         raise RuntimeError("bench.db_check failed:\n" + result.stderr[-3000:])
     return json.loads(result.stdout)
-
-
-PG_BIN = (
-    sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
-    if Path("/usr/lib/postgresql").exists()
-    else None
-)
-
-
-class Postgres:
-    """A throwaway PostgreSQL cluster (scripts/pg-cluster.sh) with a fresh database for one run."""
-
-    def __init__(self, port: int = 54339) -> None:
-        if PG_BIN is None:
-            raise RuntimeError("PostgreSQL binaries not found under /usr/lib/postgresql")
-        self.port = port
-        self.datadir = f"/tmp/chatsite-bench-pg-{port}"
-        # Stop the cluster afterwards only if this run started it.
-        ready = [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
-        self.started_here = subprocess.run(ready, capture_output=True).returncode != 0
-        out = (
-            subprocess.run(
-                ["sh", str(ROOT / "scripts" / "pg-cluster.sh"), str(port), self.datadir],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        self.admin_url = out
-        self.name = f"bench_{os.getpid()}"
-        self._psql(f"DROP DATABASE IF EXISTS {self.name}")
-        self._psql(f"CREATE DATABASE {self.name} OWNER chatsite")
-        self.url = out.rsplit("/", 1)[0] + "/" + self.name
-
-    def _psql(self, sql: str) -> str:
-        return subprocess.run(
-            [str(PG_BIN / "psql"), self.admin_url, "-tAc", sql],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
-    def drop(self) -> None:
-        self._psql(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{self.name}'"
-        )
-        self._psql(f"DROP DATABASE IF EXISTS {self.name}")
-        if self.started_here:
-            runas = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-            pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", self.datadir, "-m", "fast", "stop"]
-            subprocess.run([*runas, *pg_ctl], capture_output=True)
-
-    def __enter__(self) -> Postgres:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.drop()
-
-
-class Redis(RedisServer):
-    """redis-server on a free loopback port (tests/support/services.py), started at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.start()
-
-    def __enter__(self) -> Redis:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def add_server_arguments(parser: Any) -> None:

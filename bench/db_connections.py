@@ -1,6 +1,6 @@
 """Benchmark 6: PostgreSQL connections while 1,000 streams are open.
 
-chatsite on a throwaway PostgreSQL cluster (scripts/pg-cluster.sh, port 54339 by default) with a
+chatsite on a throwaway PostgreSQL cluster (tests/support/postgres.py, port 54339 by default) with a
 fresh database; 1,000 streams (first token 0.5 s, then a token every 5 s for about a minute) are
 opened at 50 per second. ``pg_stat_activity`` is read every 0.25 s for the benchmark's database
 (the sampling connection excluded): the most connections seen while streams arrive and while all
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import threading
 import time
 from typing import Any
@@ -21,11 +23,8 @@ import psycopg
 
 from bench.capacity import _ramp
 from bench.common import (
-    PG_BIN,
     Check,
-    FakeSpark,
-    Postgres,
-    Redis,
+    SparkStandIn,
     chatsite,
     db_replies,
     exit_status,
@@ -37,6 +36,8 @@ from bench.common import (
     setup_data,
     slots,
 )
+from tests.support.postgres import PG_BIN, PostgresCluster
+from tests.support.services import RedisServer
 
 
 class Sampler(threading.Thread):
@@ -76,17 +77,26 @@ def run(
         streams, tokens, interval = 50, 3, 2.0
     else:
         tokens, interval = 12, 5.0
-    with Postgres(port) as pg:
-        redis = Redis() if use_redis else None
+    # The cluster is kept between runs (and left running if it already was); the database is new.
+    with PostgresCluster(port, f"/tmp/chatsite-bench-pg-{port}") as cluster:
+        database = f"bench_{os.getpid()}"
+        database_url = cluster.create_database(database)
         try:
-            env = {"REDIS_URL": redis.url} if redis else {}
             with (
-                FakeSpark(first_token_delay=0.5, token_interval=interval, tokens=tokens) as spark,
-                chatsite(spark.url, database_url=pg.url, workers=workers, env=env) as server,
+                RedisServer() if use_redis else contextlib.nullcontext() as redis,
+                SparkStandIn(
+                    first_token_delay=0.5, token_interval=interval, tokens=tokens
+                ) as spark,
+                chatsite(
+                    spark.url,
+                    database_url=database_url,
+                    workers=workers,
+                    env={"REDIS_URL": redis.url} if redis else {},
+                ) as server,
             ):
                 data = setup_data(server, users=-(-streams // 100), per_user=100)
                 pairs = slots(data)[:streams]
-                sampler = Sampler(pg.admin_url, pg.name)
+                sampler = Sampler(cluster.url, database)
                 sampler.start()
                 time.sleep(1.0)
                 idle = sampler.max_between(0, 1.0)
@@ -98,8 +108,7 @@ def run(
                 sampler.join()
                 saved = db_replies(server)
         finally:
-            if redis:
-                redis.stop()
+            cluster.drop_database(database)
 
     arrival_end = t_start + outcome["arrival_s"]
     # "All open": after the last stream's first token, before the first stream can end.

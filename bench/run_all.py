@@ -14,7 +14,8 @@ import subprocess
 import sys
 import time
 
-from bench.common import PG_BIN, ROOT, machine, raise_nofile
+from bench.common import ROOT, machine, raise_nofile
+from tests.support.postgres import PG_BIN
 
 BENCHMARKS = ["ttft", "capacity", "burst", "api_throughput", "long_history", "db_connections"]
 

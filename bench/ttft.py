@@ -21,7 +21,7 @@ from typing import Any
 from bench.client import StreamResult, stream_post
 from bench.common import (
     Check,
-    FakeSpark,
+    SparkStandIn,
     add_server_arguments,
     chatsite,
     cpu_seconds,
@@ -41,7 +41,7 @@ SPARK_KEY = "test-key:test-secret"
 SHORT = "[[delay:0.05]] [[tokens:5]] [[interval:0.01]]"
 
 
-def _direct(spark: FakeSpark, content: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+def _direct(spark: SparkStandIn, content: str) -> tuple[str, dict[str, Any], dict[str, str]]:
     payload = {"model": "lite", "messages": [{"role": "user", "content": content}], "stream": True}
     return spark.chat_url, payload, {"Authorization": f"Bearer {SPARK_KEY}"}
 
@@ -57,7 +57,7 @@ def _site(
 
 
 async def _sequential(
-    spark: FakeSpark, base: str, slot: tuple[str, str], count: int
+    spark: SparkStandIn, base: str, slot: tuple[str, str], count: int
 ) -> tuple[list[StreamResult], list[StreamResult]]:
     direct, site = [], []
     for _ in range(count):
@@ -121,7 +121,7 @@ def run(
     if quick:
         clients, duration, sequential = min(clients, 10), 6.0, 10
     with (
-        FakeSpark(first_token_delay=0.5, token_interval=0.05, tokens=30) as spark,
+        SparkStandIn(first_token_delay=0.5, token_interval=0.05, tokens=30) as spark,
         chatsite(spark.url, env=env, database_url=database_url) as server,
     ):
         data = setup_data(server, users=max(1, clients // 10), per_user=10)

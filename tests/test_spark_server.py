@@ -1,6 +1,7 @@
-"""Tests for the fake Spark server (tests/spark_server.py).
+"""The Spark stand-in (tests/upstream/) speaks the protocol of docs/spark-protocol.md.
 
-Plain pytest, no Django: run with ``pytest tests/test_spark_server.py -p no:django``.
+Only the wire shapes chatsite's client relies on: the reply and chunk shapes, usage on the last
+chunk, ``data:[DONE]``, both error shapes, and close-delimited versus chunked keep-alive framing.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +21,14 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.spark_server import SparkServer, estimate_tokens, split_tokens
+from tests.spark_server import SparkServer
+from tests.support.sse import parse_events
 
 SID_RE = re.compile(r"^cha000b000\d+@dx[0-9a-f]+$")
 AUTH = {"Authorization": "Bearer key:secret"}
+INVALID_USER = {
+    "error": {"message": "invalid user", "type": "api_error", "param": None, "code": None}
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,79 +44,48 @@ def server(shared: SparkServer) -> Iterator[SparkServer]:
     shared.wait_idle(2.0)
 
 
-def body(
-    text: str = "hello world",
-    *,
-    stream: bool = False,
-    model: str = "lite",
-    **extra: Any,
-) -> dict:
-    payload: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "user", "content": text}],
-    }
+def body(text: str = "hello world", *, stream: bool = False, **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model": "lite", "messages": [{"role": "user", "content": text}]}
     if stream:
         payload["stream"] = True
-    payload.update(extra)
-    return payload
+    return {**payload, **extra}
 
 
-def post(
-    server: SparkServer, payload: Any, headers: dict | None = None, **kwargs: Any
-) -> requests.Response:
-    return requests.post(
-        server.url + "/chat/completions",
-        json=payload,
-        headers=AUTH if headers is None else headers,
-        timeout=5,
-        **kwargs,
-    )
+def post(server: SparkServer, payload: Any, headers: dict | None = None) -> requests.Response:
+    url = server.url + "/chat/completions"
+    return requests.post(url, json=payload, headers=AUTH if headers is None else headers, timeout=5)
 
 
-def sse_data(text: str) -> list[str]:
-    """Data payloads of an SSE body ("data:" or "data: "), skipping comments."""
-    out = []
-    for line in text.split("\n"):
-        if line.startswith("data:"):
-            value = line[5:]
-            out.append(value.removeprefix(" "))
-        else:
-            assert line == "" or line.startswith(":"), line
-    return out
+def chunks_of(raw: bytes) -> tuple[list[dict], bool]:
+    """The JSON chunks of a Spark event stream, and whether it ended with [DONE]."""
+    data = [event.data for event in parse_events(raw)]
+    done = data[-1:] == ["[DONE]"]
+    return [json.loads(d) for d in (data[:-1] if done else data)], done
 
 
-def stream_chunks(resp: requests.Response) -> tuple[list[dict], bool]:
-    """Parsed JSON chunks and whether the stream ended with [DONE]."""
-    payloads = sse_data(resp.content.decode("utf-8"))
-    done = bool(payloads) and payloads[-1] == "[DONE]"
-    if done:
-        payloads = payloads[:-1]
-    assert "[DONE]" not in payloads
-    return [json.loads(p) for p in payloads], done
-
-
-def raw_request(
-    server: SparkServer, payload: dict, timeout: float = 5
-) -> tuple[str, dict[str, str], bytes]:
-    """POST over a raw socket with Connection: close.
-
-    Returns (status line, lower-cased headers, raw body bytes)."""
-    parts = urlsplit(server.url)
+def raw_exchange(sock: socket.socket, payload: dict) -> tuple[str, dict[str, str], bytes]:
+    """Send one request on ``sock``; read the answer's head, then its body until its length, its
+    zero chunk or the server hanging up. Returns (status line, lower-cased headers, raw body)."""
     data = json.dumps(payload).encode()
-    request = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Authorization: Bearer pw\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
-    ).encode() + data
-    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
-        sock.sendall(request)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, raw_body = received.partition(b"\r\n\r\n")
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pw\r\n"
+        b"Content-Length: %d\r\n\r\n%b" % (len(data), data)
+    )
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, rest = received.partition(b"\r\n\r\n")
     status, *lines = head.decode().split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    return status, headers, raw_body
+
+    def complete() -> bool:
+        if "content-length" in headers:
+            return len(rest) >= int(headers["content-length"])
+        return headers.get("transfer-encoding") == "chunked" and rest.endswith(b"\r\n0\r\n\r\n")
+
+    while not complete() and (piece := sock.recv(65536)):
+        rest += piece
+    return status, headers, rest
 
 
 def dechunk(raw: bytes) -> tuple[bytes, bool]:
@@ -129,478 +102,216 @@ def dechunk(raw: bytes) -> tuple[bytes, bool]:
     return out, False
 
 
-# ---- helpers -------------------------------------------------------------------------
+def connect(server: SparkServer) -> socket.socket:
+    parts = urlsplit(server.url)
+    return socket.create_connection((parts.hostname, parts.port), timeout=5)
 
 
-def test_split_tokens() -> None:
-    assert split_tokens("Echo: hello  world") == ["Echo: ", "hello  ", "world"]
-    assert split_tokens("你好 ok") == ["你", "好 ", "ok"]
-    assert split_tokens("abcdefgh", 4) == ["ab", "cd", "ef", "gh"]
-    padded = split_tokens("hi", 10)
-    assert len(padded) == 10 and all(padded) and "".join(padded).startswith("hi hi")
-    assert split_tokens("x", 0) == []
+# ---- replies -----------------------------------------------------------------------------------
 
 
-def test_estimate_tokens() -> None:
-    assert estimate_tokens("abcd" * 10) == 10
-    assert estimate_tokens("你好你") == 2
-
-
-# ---- non-streaming -------------------------------------------------------------------
-
-
-def test_non_streaming_success_shape(server: SparkServer) -> None:
+def test_non_streaming_reply(server: SparkServer) -> None:
     resp = post(server, body("hello world"))
-    assert resp.status_code == 200
-    assert resp.headers["Content-Type"].startswith("application/json")
+
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
     data = resp.json()
-    assert data["code"] == 0 and data["message"] == "Success"
-    assert SID_RE.match(data["sid"])
+    assert data["code"] == 0 and data["message"] == "Success" and SID_RE.match(data["sid"])
     assert data["choices"] == [
         {"message": {"role": "assistant", "content": "Echo: hello world"}, "index": 0}
     ]
     usage = data["usage"]
     assert usage["completion_tokens"] == 3
-    assert usage["prompt_tokens"] >= 1
-    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 3
+    assert server.requests[-1]["sid"] == data["sid"]
 
 
-def test_sids_are_unique(server: SparkServer) -> None:
-    sids = {post(server, body()).json()["sid"] for _ in range(5)}
-    assert len(sids) == 5
+def test_stream_chunks_usage_on_the_last_and_done(server: SparkServer) -> None:
+    resp = post(server, body("one two 你好", stream=True))
 
-
-def test_requests_are_recorded_before_validation(server: SparkServer) -> None:
-    post(
-        server,
-        body("hi", temperature=0.5),
-        headers={"Authorization": "Bearer abc:def", "X-Trace": "1"},
-    )
-    resp = requests.post(
-        server.url + "/chat/completions",
-        data=b"not json",
-        headers={"Authorization": "Bearer x"},
-        timeout=5,
-    )
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "10003"
-    first, second = server.requests
-    assert first["path"] == "/v1/chat/completions"
-    assert first["json"] == body("hi", temperature=0.5)
-    assert first["authorization"] == "Bearer abc:def"
-    assert first["headers"]["x-trace"] == "1" and first["headers"]["X-Trace"] == "1"
-    assert second["json"] is None and second["body"] == "not json"
-
-
-def test_reply_and_tokens_attributes(server: SparkServer) -> None:
-    server.reply = "fixed answer here"
-    assert post(server, body()).json()["choices"][0]["message"]["content"] == "fixed answer here"
-    server.tokens = 7
-    resp = post(server, body(stream=True))
-    chunks, done = stream_chunks(resp)
-    assert done and len(chunks) == 7
-    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks).startswith(
-        "fixed answer here"
-    )
-    server.reset()
-    assert server.reply is None and server.tokens is None and server.requests == []
-
-
-def test_cjk_echo_and_unknown_path(server: SparkServer) -> None:
-    resp = post(server, body("你好", stream=True))
-    chunks, done = stream_chunks(resp)
-    assert done and [c["choices"][0]["delta"]["content"] for c in chunks] == [
-        "Echo: ",
-        "你",
-        "好",
-    ]
-    assert requests.get(server.url + "/models", timeout=5).status_code == 404
-    resp = requests.post(server.url + "/chat", json=body(), headers=AUTH, timeout=5)
-    assert resp.status_code == 404 and "error" in resp.json()
-
-
-# ---- streaming -----------------------------------------------------------------------
-
-
-def test_streaming_frames_order_done_and_usage(server: SparkServer) -> None:
-    resp = post(server, body("one two three", stream=True))
-    assert resp.status_code == 200
-    assert resp.headers["Content-Type"].startswith("text/event-stream")
-    assert resp.headers.get("Transfer-Encoding") == "chunked"
+    assert resp.headers["Content-Type"] == "text/event-stream"
     text = resp.content.decode()
-    assert text.startswith("data:{") and "data: " not in text
-    assert text.endswith("data:[DONE]\n\n")
-    chunks, done = stream_chunks(resp)
-    assert done
-    contents = [c["choices"][0]["delta"]["content"] for c in chunks]
-    assert contents == ["Echo: ", "one ", "two ", "three"]
-    sid = chunks[0]["sid"]
-    for chunk in chunks:
-        assert chunk["code"] == 0 and chunk["message"] == "Success"
-        assert chunk["sid"] == sid == chunk["id"] and isinstance(chunk["created"], int)
-        assert chunk["choices"][0]["delta"]["role"] == "assistant"
-    assert [("usage" in c) for c in chunks] == [False, False, False, True]
-    usage = chunks[-1]["usage"]
-    assert usage["completion_tokens"] == 4
-    assert usage["total_tokens"] == usage["prompt_tokens"] + 4
-
-
-def test_streaming_chunked_encoding_is_well_formed(server: SparkServer) -> None:
-    status, headers, raw = raw_request(server, body("a b", stream=True))
-    assert status.startswith("HTTP/1.1 200")
-    assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
-    decoded, terminated = dechunk(raw)
-    assert terminated
-    assert sse_data(decoded.decode())[-1] == "[DONE]"
-
-
-def test_data_space_attribute_and_directive(server: SparkServer) -> None:
-    server.data_space = True
-    text = post(server, body("x", stream=True)).content.decode()
-    assert text.startswith("data: {") and text.endswith("data: [DONE]\n\n")
-    server.reset()
-    text = post(server, body("x [[space]]", stream=True)).content.decode()
-    assert text.startswith("data: {")
-    assert stream_chunks(post(server, body("x [[space]]", stream=True)))[1]
-
-
-def test_close_framing_raw_socket(server: SparkServer) -> None:
-    server.framing = "close"
-    status, headers, raw = raw_request(server, body("a b c", stream=True))
-    assert status.startswith("HTTP/1.1 200")
-    assert headers["connection"] == "close"
-    assert "transfer-encoding" not in headers and "content-length" not in headers
-    text = raw.decode()
-    assert text.startswith("data:{") and text.endswith("data:[DONE]\n\n")
-
-
-def test_close_directive_with_requests(server: SparkServer) -> None:
-    resp = post(server, body("a b [[close]]", stream=True), stream=True)
-    assert "Transfer-Encoding" not in resp.headers and resp.headers["Connection"] == "close"
-    chunks, done = stream_chunks(resp)
-    assert done and "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Echo: a b"
-
-
-# ---- directives ----------------------------------------------------------------------
-
-
-def test_reply_directive_with_html_removed_from_echo(server: SparkServer) -> None:
-    reply = "<script>alert('x')</script> [a] & b"
-    data = post(server, body(f"question [[reply:{reply}]]")).json()
-    assert data["choices"][0]["message"]["content"] == reply
-    data = post(server, body("before [[tokens:3]] after")).json()
-    assert "[[" not in data["choices"][0]["message"]["content"]
-
-
-def test_delay_and_interval_directives(server: SparkServer) -> None:
-    started = time.monotonic()
-    post(server, body("x [[delay:0.2]]"))
-    assert time.monotonic() - started >= 0.2
-    started = time.monotonic()
-    resp = post(server, body("a b c d [[interval:0.05]]", stream=True))
-    assert time.monotonic() - started >= 0.2  # five chunks, four intervals
-    assert stream_chunks(resp)[1]
-
-
-def test_tokens_directive(server: SparkServer) -> None:
-    chunks, done = stream_chunks(post(server, body("short [[tokens:12]]", stream=True)))
-    assert done and len(chunks) == 12 and chunks[-1]["usage"]["completion_tokens"] == 12
-
-
-def test_comments_directive(server: SparkServer) -> None:
-    text = post(server, body("a [[comments]]", stream=True)).content.decode()
-    assert text.startswith(": ping\n\n\n")
-    assert sse_data(text)[-1] == "[DONE]"
-
-
-def test_usage_separate_directive(server: SparkServer) -> None:
-    chunks, done = stream_chunks(post(server, body("a b [[usage:separate]]", stream=True)))
+    assert text.startswith("data:{") and text.endswith("data:[DONE]\n\n") and "data: " not in text
+    chunks, done = chunks_of(resp.content)
     assert done
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == [
         "Echo: ",
-        "a ",
-        "b",
-        "",
+        "one ",
+        "two ",
+        "你",
+        "好",
     ]
-    assert [("usage" in c) for c in chunks] == [False, False, False, True]
+    sid = chunks[0]["sid"]
+    for chunk in chunks:
+        assert chunk["code"] == 0 and chunk["message"] == "Success"
+        assert chunk["sid"] == chunk["id"] == sid and isinstance(chunk["created"], int)
+        assert chunk["choices"][0]["delta"]["role"] == "assistant"  # on every chunk
+    assert ["usage" in c for c in chunks] == [False] * 4 + [True]
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
 
 
-@pytest.mark.parametrize(
-    ("code", "status"),
-    [
-        ("10003", 400),
-        ("10005", 400),
-        ("10907", 400),
-        ("11201", 429),
-        ("11202", 429),
-        ("11203", 429),
-        ("10007", 429),
-        ("11200", 500),
-        ("10012", 503),
-        ("10110", 503),
-        ("10013", 400),
-    ],
-)
-def test_upstream_directive(server: SparkServer, code: str, status: int) -> None:
-    for stream in (False, True):
-        resp = post(server, body(f"hi [[upstream:{code}]]", stream=stream))
-        assert resp.status_code == status
-        error = resp.json()["error"]
-        assert error["code"] == code and error["type"] == "api_error" and error["param"] is None
-        assert re.search(r"\(sid: cha000b000\d+@dx[0-9a-f]+\)$", error["message"])
+def test_stream_variants_the_client_must_accept(server: SparkServer) -> None:
+    # "data: " with a space, comments and blank lines, usage on a final empty chunk.
+    resp = post(server, body("a b [[space]] [[comments]] [[usage:separate]]", stream=True))
+
+    text = resp.content.decode()
+    assert text.startswith(": ping\n\n\ndata: {") and text.endswith("data: [DONE]\n\n")
+    chunks, done = chunks_of(resp.content)
+    assert done
+    assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["Echo: ", "a ", "b", ""]
+    assert ["usage" in c for c in chunks] == [False, False, False, True]
 
 
-def test_upstream_auth_and_nonjson(server: SparkServer) -> None:
-    resp = post(server, body("hi [[upstream:auth]]"))
-    assert resp.status_code == 401
-    assert resp.json() == {
-        "error": {
-            "message": "invalid user",
-            "type": "api_error",
-            "param": None,
-            "code": None,
-        }
-    }
-    resp = post(server, body("hi [[upstream:nonjson]]", stream=True))
-    assert resp.status_code == 502 and resp.headers["Content-Type"].startswith("text/html")
-    assert resp.text == "<html><body>Bad Gateway</body></html>"
+# ---- framing -----------------------------------------------------------------------------------
 
 
-def test_inband_directive(server: SparkServer) -> None:
-    resp = post(server, body("hi [[inband:10013]]"))
-    assert resp.status_code == 200
-    data = resp.json()
-    assert data["code"] == 10013 and SID_RE.match(data["sid"]) and data["message"]
-    resp = post(server, body("hi [[inband:11200]]", stream=True))
-    chunks, done = stream_chunks(resp)
-    assert not done and len(chunks) == 1
-    assert chunks[0]["code"] == 11200 and chunks[0]["choices"][0]["delta"]["content"] == ""
+@pytest.mark.parametrize("how", ["default", "directive"])
+def test_chunked_streams_keep_the_connection(server: SparkServer, how: str) -> None:
+    if how == "directive":
+        server.framing = "close"  # [[chunked]] overrides it
+    with connect(server) as sock:
+        for _ in range(2):
+            status, headers, raw = raw_exchange(sock, body("a b [[chunked]]", stream=True))
+            assert status == "HTTP/1.1 200 OK"
+            assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+            decoded, terminated = dechunk(raw)
+            assert terminated and chunks_of(decoded)[1]
+    first, second = server.requests
+    assert first["client"] == second["client"]  # one connection, two requests
 
 
-def test_midstream_directive(server: SparkServer) -> None:
-    resp = post(server, body("a b c d e [[midstream:10014]]", stream=True))
-    chunks, done = stream_chunks(resp)
-    assert not done
-    # Six tokens: the first half is sent, then the error chunk.
-    assert [c["code"] for c in chunks] == [0, 0, 0, 10014]
-    assert chunks[-1]["message"] == "output content moderation"
-    assert all("usage" not in c for c in chunks)
-    data = post(server, body("a [[midstream:10014]]")).json()
-    assert data["code"] == 10014
+@pytest.mark.parametrize("how", ["attribute", "directive"])
+def test_close_delimited_stream(server: SparkServer, how: str) -> None:
+    if how == "attribute":
+        server.framing = "close"
+    with connect(server) as sock:
+        _, headers, raw = raw_exchange(sock, body("a b [[close]]" if how == "directive" else "a"))
+        assert headers["content-length"]  # a non-streaming reply is sized either way
+        _, headers, raw = raw_exchange(
+            sock, body("a b c [[close]]" if how == "directive" else "a b c", stream=True)
+        )
+        assert sock.recv(1) == b""  # the server hung up: that ends the body
+    assert headers["connection"] == "close"
+    assert "transfer-encoding" not in headers and "content-length" not in headers
+    assert raw.startswith(b"data:{") and raw.endswith(b"data:[DONE]\n\n")
 
 
-def test_drop_directive(server: SparkServer) -> None:
-    with pytest.raises(requests.exceptions.ChunkedEncodingError):
-        post(server, body("a b c d [[drop]]", stream=True))
-    _, _, raw = raw_request(server, body("a b c d [[drop]]", stream=True))
+def test_drop_ends_without_done_or_zero_chunk(server: SparkServer) -> None:
+    with connect(server) as sock:
+        _, _, raw = raw_exchange(sock, body("a b c d [[drop]]", stream=True))
     decoded, terminated = dechunk(raw)
-    assert not terminated
-    assert len(sse_data(decoded.decode())) == 2 and b"[DONE]" not in decoded
-    with pytest.raises(requests.exceptions.ConnectionError):
-        post(server, body("a [[drop]]"))
+    chunks, done = chunks_of(decoded)
+    assert not terminated and not done and len(chunks) == 2
     assert server.closed_early == 0  # the server hung up, not the client
 
 
-def test_stall_directive_then_close(server: SparkServer) -> None:
-    started = time.monotonic()
-    _, _, raw = raw_request(server, body("a b c d [[stall:0.3]] [[close]]", stream=True))
-    assert time.monotonic() - started >= 0.3
-    assert len(sse_data(raw.decode())) == 2
+# ---- errors ------------------------------------------------------------------------------------
 
 
-def test_combined_directives(server: SparkServer) -> None:
-    resp = post(
-        server,
-        body("[[reply:x y z]] [[space]] [[usage:separate]] [[tokens:2]]", stream=True),
-    )
-    assert resp.content.startswith(b"data: {")
-    chunks, done = stream_chunks(resp)
-    assert done and len(chunks) == 3 and chunks[-1]["usage"]["completion_tokens"] == 2
+@pytest.mark.parametrize(("code", "status"), [("10003", 400), ("11200", 500), ("11202", 429)])
+@pytest.mark.parametrize("stream", [False, True])
+def test_rejected_up_front(server: SparkServer, code: str, status: int, stream: bool) -> None:
+    resp = post(server, body(f"hi [[upstream:{code}]]", stream=stream))
+
+    assert resp.status_code == status
+    error = resp.json()["error"]
+    assert error["code"] == code and error["type"] == "api_error" and error["param"] is None
+    assert re.fullmatch(r".+ \(sid: cha000b000\d+@dx[0-9a-f]+\)", error["message"])
 
 
-def test_bad_directive_is_rejected(server: SparkServer) -> None:
-    resp = post(server, body("[[delay:soon]]"))
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "10003"
-    assert "delay" in resp.headers["X-Spark-Test-Reason"]
-
-
-# ---- auth and validation -------------------------------------------------------------
-
-
-def test_auth(server: SparkServer) -> None:
-    invalid_user = {
-        "error": {
-            "message": "invalid user",
-            "type": "api_error",
-            "param": None,
-            "code": None,
-        }
-    }
-    resp = post(server, body(), headers={})
-    assert resp.status_code == 401 and resp.json() == invalid_user
+def test_wrong_password_is_401_invalid_user(server: SparkServer) -> None:
     server.passwords = {"lite": "lite:pw", "*": "any:pw"}
+
     assert post(server, body(), headers={"Authorization": "Bearer lite:pw"}).status_code == 200
-    resp = post(server, body(), headers={"Authorization": "Bearer any:pw"})
-    assert resp.status_code == 401 and resp.json() == invalid_user
-    assert (
-        post(server, body(model="max-32k"), headers={"Authorization": "Bearer any:pw"}).status_code
-        == 200
-    )
-    server.passwords = {"lite": "lite:pw"}
-    assert (
-        post(server, body(model="max-32k"), headers={"Authorization": "Bearer lite:pw"}).status_code
-        == 401
-    )
+    for headers in ({}, {"Authorization": "Bearer any:pw"}):
+        resp = post(server, body(), headers=headers)
+        assert resp.status_code == 401 and resp.json() == INVALID_USER
+    assert post(server, body("[[upstream:auth]]")).json() == INVALID_USER
 
 
 @pytest.mark.parametrize(
-    "messages",
+    ("payload", "code"),
     [
-        [],
-        [{"role": "user", "content": ""}],
-        [{"role": "user", "content": "   "}],
-        [{"role": "user", "content": 5}],
-        [
-            {"role": "user", "content": "q"},
-            {"role": "assistant", "content": ""},
-            {"role": "user", "content": "q"},
-        ],
-        [{"role": "user", "content": "q"}, {"role": "system", "content": "s"}],
-        [
-            {"role": "system", "content": "s"},
-            {"role": "user", "content": "q"},
-            {"role": "system", "content": "s"},
-        ],
-        [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-        [{"role": "bot", "content": "q"}],
+        ({"model": "lite", "messages": [{"role": "user", "content": ""}]}, "10003"),
+        ({"model": "lite", "messages": [{"role": "assistant", "content": "a"}]}, "10003"),
+        (body(model="gpt-4"), "10005"),
+        (body(max_tokens=8192), "10005"),  # lite allows 1..4096
+        (body("你" * 15000), "10907"),  # about 10,000 tokens, over lite's 8K
     ],
 )
-def test_validation_10003(server: SparkServer, messages: list) -> None:
-    resp = post(server, {"model": "lite", "messages": messages})
-    assert resp.status_code == 400
-    error = resp.json()["error"]
-    assert error["code"] == "10003" and error["type"] == "api_error" and error["param"] is None
-    assert re.fullmatch(r"invalid data \(sid: cha000b000\d+@dx[0-9a-f]+\)", error["message"])
+def test_invalid_requests(server: SparkServer, payload: dict, code: str) -> None:
+    resp = post(server, payload)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == code
 
 
-def test_missing_model_is_10003_and_unknown_model_10005(server: SparkServer) -> None:
-    resp = post(server, {"messages": [{"role": "user", "content": "q"}]})
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "10003"
-    resp = post(server, body(model="gpt-4"))
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "10005"
-    for model in (
-        "lite",
-        "general",
-        "generalv3",
-        "pro-128k",
-        "generalv3.5",
-        "max-32k",
-        "4.0Ultra",
-    ):
-        assert post(server, body(model=model)).status_code == 200
+def test_in_band_errors(server: SparkServer) -> None:
+    data = post(server, body("hi [[inband:10013]]")).json()
+    assert data["code"] == 10013 and data["message"] and SID_RE.match(data["sid"])
+
+    chunks, done = chunks_of(post(server, body("hi [[inband:10019]]", stream=True)).content)
+    assert not done and [c["code"] for c in chunks] == [10019]
+
+    # Output moderation in the middle of a stream, after some text.
+    resp = post(server, body("a b c d e [[midstream:10014]]", stream=True))
+    assert resp.status_code == 200
+    chunks, done = chunks_of(resp.content)
+    assert not done and [c["code"] for c in chunks] == [0, 0, 0, 10014]
+    assert all("usage" not in c for c in chunks)
 
 
-def test_parameter_ranges_10005(server: SparkServer) -> None:
-    assert post(server, body(temperature=2.5)).json()["error"]["code"] == "10005"
-    # lite allows max_tokens 1..4096.
-    assert post(server, body(max_tokens=8192)).json()["error"]["code"] == "10005"
-    assert (
-        post(server, body(model="generalv3", max_tokens=8192, top_k=4, top_p=1)).status_code == 200
-    )
+# ---- the harness ---------------------------------------------------------------------------------
 
 
-def test_alternation_is_optional(server: SparkServer) -> None:
-    twice = {
-        "model": "lite",
-        "messages": [
-            {"role": "user", "content": "a"},
-            {"role": "user", "content": "b"},
-        ],
-    }
-    assert post(server, twice).status_code == 200
-    server.require_alternation = True
-    assert post(server, twice).json()["error"]["code"] == "10003"
+def test_fail_next_applies_to_one_request(server: SparkServer) -> None:
+    server.fail_next(upstream="10007")
+    assert post(server, body()).json()["error"]["code"] == "10007"
+    assert post(server, body()).status_code == 200
+    with pytest.raises(AttributeError):
+        server.fail_next(nonsense=1)
 
 
-def test_context_window_10907(server: SparkServer) -> None:
-    long_cjk = "你" * 15000  # ~10000 tokens: over 8K, within 32K
-    resp = post(server, body(long_cjk))
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "10907"
-    assert post(server, body(long_cjk, model="max-32k")).status_code == 200
-    # About 7500 tokens: fits in 8K.
-    assert post(server, body("x" * 30000)).status_code == 200
+def test_many_slow_streams_at_once(server: SparkServer) -> None:
+    server.tokens, server.first_token_delay = 3, 0.5
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        done = list(
+            pool.map(lambda _: chunks_of(post(server, body(stream=True)).content)[1], [0] * 200)
+        )
+
+    assert all(done) and time.monotonic() - started < 5
+    assert server.max_active_streams >= 100
 
 
-# ---- concurrency, disconnects, shutdown ----------------------------------------------
+def test_a_client_that_hangs_up_is_counted_and_stop_is_quick() -> None:
+    server = SparkServer(token_interval=0.05).start()
+    with connect(server) as sock:
+        data = json.dumps(body("a b c d e f g h", stream=True)).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer pw\r\n")
+        sock.sendall(b"Content-Length: %d\r\n\r\n%b" % (len(data), data))
+        while b"data:" not in sock.recv(65536):
+            pass
+        assert server.active_streams == 1
+    assert server.wait_idle(2) and server.closed_early == 1
 
-
-def test_active_streams_and_closed_early(server: SparkServer) -> None:
-    parts = urlsplit(server.url)
-    data = json.dumps(body("a b c d e f g h [[interval:0.05]]", stream=True)).encode()
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
-    sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pw\r\n"
-        b"Content-Length: %d\r\n\r\n%b" % (len(data), data)
-    )
-    # Headers and frames may arrive in separate segments.
-    received = b""
-    while b"data:" not in received:
-        received += sock.recv(65536)
-    assert server.active_streams == 1
-    sock.close()
-    deadline = time.monotonic() + 2
-    while server.closed_early == 0 and time.monotonic() < deadline:
+    stalled = connect(server)
+    stalled.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer pw\r\n")
+    data = json.dumps(body("a b [[stall:30]]", stream=True)).encode()
+    stalled.sendall(b"Content-Length: %d\r\n\r\n%b" % (len(data), data))
+    started = time.monotonic()
+    while server.active_streams == 0 and time.monotonic() - started < 2:
         time.sleep(0.01)
-    assert server.closed_early == 1
-    assert server.wait_idle(2) and server.active_streams == 0
-
-
-def test_many_concurrent_streams(server: SparkServer) -> None:
-    server.tokens = 5
-    server.first_token_delay = 0.1
-
-    def one(_: int) -> bool:
-        return stream_chunks(post(server, body(stream=True)))[1]
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=100) as pool:
-        assert all(pool.map(one, range(100)))
-    assert time.monotonic() - started < 8  # one after another would take over 10 s
-
-
-def test_stop_with_stalled_stream_returns_quickly() -> None:
-    server = SparkServer().start()
-    errors: list[Exception] = []
-    got_first = threading.Event()
-
-    def client() -> None:
-        try:
-            resp = post(server, body("a b c d [[stall:30]]", stream=True), stream=True)
-            for _ in resp.iter_content(chunk_size=None):
-                got_first.set()
-        except requests.RequestException as exc:  # the stream is cut by stop()
-            errors.append(exc)
-
-    thread = threading.Thread(target=client, daemon=True)
-    thread.start()
-    assert got_first.wait(2)
-    assert server.active_streams == 1
-    started = time.monotonic()
     server.stop()
-    assert time.monotonic() - started < 2
-    thread.join(2)
-    assert not thread.is_alive()
-    assert errors  # the client saw the stream cut short, not a clean end
-    assert server.closed_early == 0
+    assert time.monotonic() - started < 2 and server.closed_early == 1
+    stalled.close()
     with pytest.raises(requests.exceptions.ConnectionError):
         post(server, body())
 
 
-def test_cli_prints_url_and_serves() -> None:
+def test_command_line_prints_the_url_and_serves() -> None:
     root = Path(__file__).resolve().parent.parent
-    args = ["-m", "tests.spark_server", "--port", "0", "--tokens", "4"]
-    args += ["--password", "k:s"]
+    command = [sys.executable, "-m", "tests.spark_server", "--port", "0", "--tokens", "4"]
     with subprocess.Popen(
-        [sys.executable, *args], cwd=root, stdout=subprocess.PIPE, text=True
+        [*command, "--password", "k:s"], cwd=root, stdout=subprocess.PIPE, text=True
     ) as proc:
         try:
             assert proc.stdout is not None
@@ -612,8 +323,10 @@ def test_cli_prints_url_and_serves() -> None:
                 headers={"Authorization": "Bearer k:s"},
                 timeout=5,
             )
-            chunks, done = stream_chunks(resp)
+            chunks, done = chunks_of(resp.content)
             assert done and len(chunks) == 4
+            stats = requests.get(url.removesuffix("/v1") + "/_stats", timeout=5).json()
+            assert stats["served"] == 1 and stats["max_open"] == 1
         finally:
             proc.terminate()
             assert proc.wait(5) == 0

@@ -14,9 +14,9 @@ from .live import LiveApi, live_server
 
 
 @pytest.fixture(scope="session")
-def faulty_spark() -> Iterator[FaultySpark]:
-    with FaultySpark(passwords={"*": SPARK_KEY}) as server:
-        yield server
+def faulty_spark(spark_server: FaultySpark) -> FaultySpark:
+    """The session's Spark stand-in; these tests arm faults with its ``fail_next()``."""
+    return spark_server
 
 
 @pytest.fixture(scope="session")
