@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import re
+from tests.support.sse import parse_sse_strict as parse_sse  # noqa: F401 - for the API tests
 
 
 def assert_json_error(response, status: int, code: str | None = None) -> dict:
@@ -16,23 +15,3 @@ def assert_json_error(response, status: int, code: str | None = None) -> dict:
     if code is not None:
         assert body["code"] == code, body
     return body
-
-
-def parse_sse(body: bytes) -> list[tuple[str, dict]]:
-    """The frames of an SSE body, strictly ``event: X\\ndata: {compact json}\\n\\n``.
-
-    Keep-alive comments are skipped.
-    """
-    text = body.decode("utf-8")
-    assert text.endswith("\n\n"), text[-80:]
-    frames = []
-    for block in text[:-2].split("\n\n"):
-        if block == ": keepalive":
-            continue
-        match = re.fullmatch(r"event: ([a-z]+)\ndata: ([^\n]+)", block)
-        assert match, f"malformed frame: {block!r}"
-        data = json.loads(match.group(2))
-        assert isinstance(data, dict)
-        assert json.dumps(data, ensure_ascii=False, separators=(",", ":")) == match.group(2)
-        frames.append((match.group(1), data))
-    return frames

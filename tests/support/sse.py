@@ -8,8 +8,8 @@ docs/spark-protocol.md). Comment lines (``: keepalive``) and extra blank lines a
   timed as they arrive).
 - ``parse_events(body)``: every event of a whole body.
 - ``parse_sse(body, strict=False)``: chatsite's frames as ``(event, json data)`` pairs; ``strict``
-  also asserts chatsite's exact framing (``event: X\\ndata: {compact json}\\n\\n``, comments only
-  ``: keepalive``).
+  (``parse_sse_strict``, the API tests' ``parse_sse``) also asserts chatsite's exact framing
+  (``event: X\\ndata: {compact json}\\n\\n``, comments only ``: keepalive``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Event", "SSEDecoder", "parse_events", "parse_sse"]
+__all__ = ["Event", "SSEDecoder", "parse_events", "parse_sse", "parse_sse_strict"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,8 @@ def parse_sse(body: bytes | str, *, strict: bool = False) -> list[tuple[str, dic
             assert event.data == compact, f"not compact JSON: {event.data!r}"
         frames.append((event.event, data))
     return frames
+
+
+def parse_sse_strict(body: bytes | str) -> list[tuple[str, dict[str, Any]]]:
+    """``parse_sse(body, strict=True)``."""
+    return parse_sse(body, strict=True)
