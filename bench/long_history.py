@@ -13,7 +13,9 @@ assistant (~900 characters).
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -32,6 +34,7 @@ ASSISTANT_TEXT = (
 
 def _setup(database_url: str | None) -> str:
     folder = tempfile.mkdtemp(prefix="chatsite-bench-history-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ.update(
         DJANGO_SETTINGS_MODULE="chatsite.settings",
         CHATSITE_TESTING="0",

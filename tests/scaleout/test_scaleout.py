@@ -8,6 +8,7 @@ which instance answered in ``X-Upstream`` (tests/support/services.py).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -50,38 +51,32 @@ def stack(spark_server: SparkServer) -> Iterator[Stack]:
     missing = missing_binaries()
     if missing:
         pytest.skip("the scale-out test needs " + ", ".join(missing))
-    started: list = []
-    try:
-        postgres = PostgresCluster().start()
-        started.append(postgres)
-        redis_server = RedisServer().start()
-        started.append(redis_server)
+    with contextlib.ExitStack() as services:  # each launcher stops its service on the way out
+        postgres = services.enter_context(PostgresCluster())
+        redis_server = services.enter_context(RedisServer())
         env = {
             "REDIS_URL": redis_server.url,
             "CHAT_RATE_LIMIT": f"{CHAT_RATE}/m",
             "CLIENT_IP_HEADER": "HTTP_X_REAL_IP",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         }
-        instances = []
-        for index in range(2):
-            instance = ChatsiteServer(
-                spark_url=spark_server.url,
-                spark_key=SPARK_KEY,
-                workers=1,
-                database_url=postgres.url,
-                env=env,
-                migrate=index == 0,
-            ).start()
-            started.append(instance)
-            instances.append(instance)
-        nginx = Nginx([f"127.0.0.1:{instance.port}" for instance in instances]).start()
-        started.append(nginx)
+        instances = [
+            services.enter_context(
+                ChatsiteServer(
+                    spark_url=spark_server.url,
+                    spark_key=SPARK_KEY,
+                    workers=1,
+                    database_url=postgres.url,
+                    env=env,
+                    migrate=index == 0,
+                )
+            )
+            for index in range(2)
+        ]
+        nginx = services.enter_context(Nginx([f"127.0.0.1:{i.port}" for i in instances]))
         yield Stack(
             nginx=nginx, instances=instances, spark=spark_server, redis_url=redis_server.url
         )
-    finally:
-        for service in reversed(started):
-            service.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ starts ``gunicorn -c gunicorn.conf.py`` on a free port and waits for ``/healthz`
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +58,8 @@ class ChatsiteServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = Path(tempfile.mkdtemp(prefix="chatsite-server-"))
+        # Logs and the SQLite file stay readable after stop(), until this process ends.
+        atexit.register(shutil.rmtree, self.workdir, ignore_errors=True)
         self.database_url = database_url or f"sqlite:///{self.workdir / 'db.sqlite3'}"
         self.env = {
             **os.environ,
