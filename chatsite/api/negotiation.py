@@ -21,6 +21,10 @@ class JSONFallbackNegotiation(DefaultContentNegotiation):
         format_suffix: str | None = None,
     ) -> tuple[BaseRenderer, str]:
         candidates = list(renderers)  # a view's renderers: a list already, read more than once
+        if "text/event-stream" in request.META.get("HTTP_ACCEPT", ""):
+            # No renderer speaks it (the reply views stream on their own): skip DRF's matching,
+            # which would build and raise a NotAcceptable on every streamed send.
+            return (candidates[0], candidates[0].media_type)
         try:
             return super().select_renderer(request, candidates, format_suffix)
         except Exception:  # noqa: BLE001 - NotAcceptable: fall back to the default renderer
