@@ -59,6 +59,7 @@ _root = os.path.dirname(os.path.abspath(__file__))
 def on_starting(server):  # type: ignore[no-untyped-def]
     if reuse_port:
         _refuse_a_taken_address(server)
+        migrate_queued_connections(server.log)
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
 
@@ -81,6 +82,42 @@ def _refuse_a_taken_address(server):  # type: ignore[no-untyped-def]
                     "%s:%s is already in use (%s): is chatsite running?", host, port, exc
                 )
                 sys.exit(1)
+
+
+# With a socket per worker, a worker that dies (a crash, or the SIGKILL after `timeout`) takes its
+# socket with it, and the kernel resets every connection still queued on that socket: accepted by
+# the kernel, not yet by the worker. net.ipv4.tcp_migrate_req=1 (Linux 5.14+, one value per network
+# namespace, 0 by default) makes the kernel hand them to the other workers' sockets instead; it
+# changes nothing else. The master turns it on when it may (as root); GUNICORN_TCP_MIGRATE_REQ=0
+# leaves it alone. See docs/deploy.md.
+TCP_MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def migrate_queued_connections(log, path=TCP_MIGRATE_REQ):  # type: ignore[no-untyped-def]
+    """Turn net.ipv4.tcp_migrate_req on, or say in one line why it stays off. Never fails: without
+    it only the connections queued on a dying worker are lost, as they were before."""
+    try:
+        with open(path) as current:
+            if current.read().strip() != "0":
+                return  # already on
+    except OSError:
+        return  # a kernel without it (before 5.14), or no /proc: nothing to turn on
+    if os.environ.get("GUNICORN_TCP_MIGRATE_REQ", "1") == "0":
+        why = "left off by GUNICORN_TCP_MIGRATE_REQ=0"
+    else:
+        try:
+            with open(path, "w") as setting:
+                setting.write("1")
+        except OSError as exc:  # not root (or a read-only /proc/sys in a container)
+            why = f"cannot set it: {exc.strerror or exc}"
+        else:
+            log.info("set net.ipv4.tcp_migrate_req=1: a dying worker's queued connections live on")
+            return
+    log.warning(
+        "net.ipv4.tcp_migrate_req is 0 (%s): connections queued on a worker that dies are reset; "
+        "to hand them to the other workers run: sysctl -w net.ipv4.tcp_migrate_req=1",
+        why,
+    )
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
@@ -133,12 +170,17 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
         _sqlite_keeper = sqlite3.connect(str(database["NAME"]))
         _sqlite_keeper.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
 
-    # Full garbage collections on a timer instead of whenever the heap grew (chatsite/gc_tuning).
+    # Full garbage collections paced by their own cost instead of whenever the heap grew
+    # (chatsite/gc_tuning.py).
     import gevent
 
     from chatsite import gc_tuning
 
-    gc_tuning.configure(float(os.environ.get("GC_FULL_COLLECT_SECONDS", "300")), gevent.spawn)
+    gc_tuning.configure(
+        float(os.environ.get("GC_FULL_COLLECT_SECONDS", "300")),
+        gevent.spawn,
+        time_share=float(os.environ.get("GC_TIME_SHARE", "0.005")),
+    )
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]

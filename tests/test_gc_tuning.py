@@ -40,17 +40,21 @@ def test_zero_keeps_pythons_defaults(restore_gc):
     assert not spawned
 
 
-def test_the_timer_runs_a_full_collection_after_each_interval(monkeypatch):
+def test_full_collections_come_as_often_as_their_cost_allows(monkeypatch):
     pauses, collections = [], []
+    # The clock before and after each collection: 1 ms, 200 ms, 10 s, 1 ms.
+    elapsed = iter([0.0, 0.001, 10.0, 10.2, 20.0, 30.0, 40.0, 40.001])
 
     def sleep(seconds: float) -> None:
         pauses.append(seconds)
-        if len(pauses) == 3:
-            raise StopIteration  # end the endless loop after two rounds
+        if len(pauses) == 5:
+            raise StopIteration  # end the endless loop after four collections
 
     monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args) or 0)
     with pytest.raises(StopIteration):
-        gc_tuning._collect_every(300, sleep)
+        gc_tuning._collect_every(300, sleep, time_share=0.005, clock=lambda: next(elapsed))
 
-    assert pauses == [300, 300, 300]
-    assert collections == [(), ()]  # a full collection (no generation given) after each pause
+    # A 1 ms collection: the next after MIN_GAP; 200 ms at 0.5 %: 40 s later; 10 s: capped at
+    # the interval; cheap again: back to MIN_GAP.
+    assert pauses == [gc_tuning.MIN_GAP, gc_tuning.MIN_GAP, pytest.approx(40.0), 300, 5.0]
+    assert collections == [(), (), (), ()]  # full collections (no generation given)
