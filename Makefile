@@ -1,11 +1,12 @@
 # `make run`: set up and serve on http://127.0.0.1:8000 (gunicorn, gevent workers).
 # `make test`: set up and run every test. See README.md.
+# `make test-fast`: the unit and API tests alone, on SQLite, for the inner loop.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench-quick clean
+.PHONY: run test test-fast lint bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,12 @@ run: $(VENV)/.requirements .env
 test: $(VENV)/.requirements-dev
 	./scripts/system-deps.sh
 	$(BIN)/python -m pytest
+
+# In-process tests only: no browser (marker browser), nothing that starts gunicorn, nginx,
+# PostgreSQL or Redis (marker slow: the reliability, scale-out and over-gunicorn security tests).
+test-fast: $(VENV)/.requirements-dev
+	DATABASE_URL=sqlite:///$(CURDIR)/db.sqlite3 $(BIN)/python -m pytest -q \
+		-m "not browser and not slow" --ignore=tests/browser --ignore=tests/scaleout
 
 lint: $(VENV)/.requirements-dev
 	$(BIN)/ruff check .

@@ -31,6 +31,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from accounts.models import User
@@ -345,6 +346,14 @@ class Reply:
         return message
 
 
+def _column(name: str) -> Field[Any, Any]:
+    """``Message``'s field ``name``, which must be a column of its own (not a relation)."""
+    field = Message._meta.get_field(name)
+    if not isinstance(field, Field):
+        raise TypeError(f"Message.{name} is not a column")
+    return field
+
+
 def _write_outcome(message: Message) -> None:
     """``UPDATE`` the outcome's columns of a reply still ``streaming``, as one hand-written
     statement: building it through the ORM cost about as much as running it, once per reply.
@@ -353,11 +362,11 @@ def _write_outcome(message: Message) -> None:
     and the conversation may have been deleted.
     """
     quote = connection.ops.quote_name
-    fields = [Message._meta.get_field(column) for column in REPLY_OUTCOME_COLUMNS]
+    fields = [_column(name) for name in REPLY_OUTCOME_COLUMNS]
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
     sql = (
-        f"UPDATE {quote(Message._meta.db_table)} SET {assignments}"  # noqa: S608  # nosec B608
-        " WHERE id = %s AND status = %s"  # only quoted names are interpolated; values are params
+        f"UPDATE {quote(Message._meta.db_table)} SET {assignments}"  # noqa: S608  # nosec B608 - quoted names only; values are params
+        " WHERE id = %s AND status = %s"
     )
     params = [
         field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields
