@@ -15,7 +15,8 @@ __all__ = ["FRAMINGS", "Plan", "estimate_tokens", "parse_directives", "split_tok
 FRAMINGS = ("chunked", "close")
 
 # CJK ideographs, kana, hangul, CJK punctuation and full-width forms: one streamed chunk per
-# character and about 1.5 characters per token (docs/spark-protocol.md, "Rough size rule").
+# character and about 1.5 characters per token (docs/spark-protocol.md, "Models and context
+# windows").
 _CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 _CJK_RE = re.compile(f"[{_CJK}]")
 # A CJK character, or a word, each with the whitespace after it; a leading run of whitespace
