@@ -113,9 +113,12 @@ def connect(server: SparkServer) -> socket.socket:
 def test_non_streaming_reply(server: SparkServer) -> None:
     resp = post(server, body("hello world"))
 
-    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == "application/json"
     data = resp.json()
-    assert data["code"] == 0 and data["message"] == "Success" and SID_RE.match(data["sid"])
+    assert data["code"] == 0
+    assert data["message"] == "Success"
+    assert SID_RE.match(data["sid"])
     assert data["choices"] == [
         {"message": {"role": "assistant", "content": "Echo: hello world"}, "index": 0}
     ]
@@ -130,7 +133,9 @@ def test_stream_chunks_usage_on_the_last_and_done(server: SparkServer) -> None:
 
     assert resp.headers["Content-Type"] == "text/event-stream"
     text = resp.content.decode()
-    assert text.startswith("data:{") and text.endswith("data:[DONE]\n\n") and "data: " not in text
+    assert text.startswith("data:{")
+    assert text.endswith("data:[DONE]\n\n")
+    assert "data: " not in text
     chunks, done = chunks_of(resp.content)
     assert done
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == [
@@ -142,8 +147,10 @@ def test_stream_chunks_usage_on_the_last_and_done(server: SparkServer) -> None:
     ]
     sid = chunks[0]["sid"]
     for chunk in chunks:
-        assert chunk["code"] == 0 and chunk["message"] == "Success"
-        assert chunk["sid"] == chunk["id"] == sid and isinstance(chunk["created"], int)
+        assert chunk["code"] == 0
+        assert chunk["message"] == "Success"
+        assert chunk["sid"] == chunk["id"] == sid
+        assert isinstance(chunk["created"], int)
         assert chunk["choices"][0]["delta"]["role"] == "assistant"  # on every chunk
     assert ["usage" in c for c in chunks] == [False] * 4 + [True]
     assert chunks[-1]["usage"]["completion_tokens"] == 5
@@ -154,7 +161,8 @@ def test_stream_variants_the_client_must_accept(server: SparkServer) -> None:
     resp = post(server, body("a b [[space]] [[comments]] [[usage:separate]]", stream=True))
 
     text = resp.content.decode()
-    assert text.startswith(": ping\n\n\ndata: {") and text.endswith("data: [DONE]\n\n")
+    assert text.startswith(": ping\n\n\ndata: {")
+    assert text.endswith("data: [DONE]\n\n")
     chunks, done = chunks_of(resp.content)
     assert done
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["Echo: ", "a ", "b", ""]
@@ -172,9 +180,11 @@ def test_chunked_streams_keep_the_connection(server: SparkServer, how: str) -> N
         for _ in range(2):
             status, headers, raw = raw_exchange(sock, body("a b [[chunked]]", stream=True))
             assert status == "HTTP/1.1 200 OK"
-            assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+            assert headers["transfer-encoding"] == "chunked"
+            assert "content-length" not in headers
             decoded, terminated = dechunk(raw)
-            assert terminated and chunks_of(decoded)[1]
+            assert terminated
+            assert chunks_of(decoded)[1]
     first, second = server.requests
     assert first["client"] == second["client"]  # one connection, two requests
 
@@ -191,8 +201,10 @@ def test_close_delimited_stream(server: SparkServer, how: str) -> None:
         )
         assert sock.recv(1) == b""  # the server hung up: that ends the body
     assert headers["connection"] == "close"
-    assert "transfer-encoding" not in headers and "content-length" not in headers
-    assert raw.startswith(b"data:{") and raw.endswith(b"data:[DONE]\n\n")
+    assert "transfer-encoding" not in headers
+    assert "content-length" not in headers
+    assert raw.startswith(b"data:{")
+    assert raw.endswith(b"data:[DONE]\n\n")
 
 
 def test_drop_ends_without_done_or_zero_chunk(server: SparkServer) -> None:
@@ -200,7 +212,9 @@ def test_drop_ends_without_done_or_zero_chunk(server: SparkServer) -> None:
         _, _, raw = raw_exchange(sock, body("a b c d [[drop]]", stream=True))
     decoded, terminated = dechunk(raw)
     chunks, done = chunks_of(decoded)
-    assert not terminated and not done and len(chunks) == 2
+    assert not terminated
+    assert not done
+    assert len(chunks) == 2
     assert server.closed_early == 0  # the server hung up, not the client
 
 
@@ -214,7 +228,9 @@ def test_rejected_up_front(server: SparkServer, code: str, status: int, stream: 
 
     assert resp.status_code == status
     error = resp.json()["error"]
-    assert error["code"] == code and error["type"] == "api_error" and error["param"] is None
+    assert error["code"] == code
+    assert error["type"] == "api_error"
+    assert error["param"] is None
     assert re.fullmatch(r".+ \(sid: cha000b000\d+@dx[0-9a-f]+\)", error["message"])
 
 
@@ -224,7 +240,8 @@ def test_wrong_password_is_401_invalid_user(server: SparkServer) -> None:
     assert post(server, body(), headers={"Authorization": "Bearer lite:pw"}).status_code == 200
     for headers in ({}, {"Authorization": "Bearer any:pw"}):
         resp = post(server, body(), headers=headers)
-        assert resp.status_code == 401 and resp.json() == INVALID_USER
+        assert resp.status_code == 401
+        assert resp.json() == INVALID_USER
     assert post(server, body("[[upstream:auth]]")).json() == INVALID_USER
 
 
@@ -240,21 +257,26 @@ def test_wrong_password_is_401_invalid_user(server: SparkServer) -> None:
 )
 def test_invalid_requests(server: SparkServer, payload: dict, code: str) -> None:
     resp = post(server, payload)
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == code
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == code
 
 
 def test_in_band_errors(server: SparkServer) -> None:
     data = post(server, body("hi [[inband:10013]]")).json()
-    assert data["code"] == 10013 and data["message"] and SID_RE.match(data["sid"])
+    assert data["code"] == 10013
+    assert data["message"]
+    assert SID_RE.match(data["sid"])
 
     chunks, done = chunks_of(post(server, body("hi [[inband:10019]]", stream=True)).content)
-    assert not done and [c["code"] for c in chunks] == [10019]
+    assert not done
+    assert [c["code"] for c in chunks] == [10019]
 
     # Output moderation in the middle of a stream, after some text.
     resp = post(server, body("a b c d e [[midstream:10014]]", stream=True))
     assert resp.status_code == 200
     chunks, done = chunks_of(resp.content)
-    assert not done and [c["code"] for c in chunks] == [0, 0, 0, 10014]
+    assert not done
+    assert [c["code"] for c in chunks] == [0, 0, 0, 10014]
     assert all("usage" not in c for c in chunks)
 
 
@@ -278,7 +300,8 @@ def test_many_slow_streams_at_once(server: SparkServer) -> None:
             pool.map(lambda _: chunks_of(post(server, body(stream=True)).content)[1], [0] * 200)
         )
 
-    assert all(done) and time.monotonic() - started < 5
+    assert all(done)
+    assert time.monotonic() - started < 5
     assert server.max_active_streams >= 100
 
 
@@ -291,7 +314,8 @@ def test_a_client_that_hangs_up_is_counted_and_stop_is_quick() -> None:
         while b"data:" not in sock.recv(65536):
             pass
         assert server.active_streams == 1
-    assert server.wait_idle(2) and server.closed_early == 1
+    assert server.wait_idle(2)
+    assert server.closed_early == 1
 
     stalled = connect(server)
     stalled.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer pw\r\n")
@@ -301,7 +325,8 @@ def test_a_client_that_hangs_up_is_counted_and_stop_is_quick() -> None:
     while server.active_streams == 0 and time.monotonic() - started < 2:
         time.sleep(0.01)
     server.stop()
-    assert time.monotonic() - started < 2 and server.closed_early == 1
+    assert time.monotonic() - started < 2
+    assert server.closed_early == 1
     stalled.close()
     with pytest.raises(requests.exceptions.ConnectionError):
         post(server, body())
@@ -324,9 +349,11 @@ def test_command_line_prints_the_url_and_serves() -> None:
                 timeout=5,
             )
             chunks, done = chunks_of(resp.content)
-            assert done and len(chunks) == 4
+            assert done
+            assert len(chunks) == 4
             stats = requests.get(url.removesuffix("/v1") + "/_stats", timeout=5).json()
-            assert stats["served"] == 1 and stats["max_open"] == 1
+            assert stats["served"] == 1
+            assert stats["max_open"] == 1
         finally:
             proc.terminate()
             assert proc.wait(5) == 0

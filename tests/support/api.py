@@ -10,8 +10,10 @@ def assert_json_error(response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["code"], str) and body["code"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert isinstance(body["code"], str)
+    assert body["code"]
     if code is not None:
         assert body["code"] == code, body
     return body

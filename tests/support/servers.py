@@ -106,9 +106,9 @@ class ChatsiteServer:
         )
         try:
             wait_http(self.url + "/healthz")
-        except TimeoutError:
+        except TimeoutError as exc:
             self.stop()
-            raise RuntimeError("gunicorn did not start:\n" + self.log())
+            raise RuntimeError("gunicorn did not start:\n" + self.log()) from exc
         return self
 
     def worker_pids(self) -> list[int]:

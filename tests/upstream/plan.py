@@ -90,10 +90,22 @@ class Plan:
         return self.midstream is not None or self.drop or self.stall is not None
 
 
-_DIRECTIVE_NAMES = (
-    "reply delay interval tokens space close chunked comments usage upstream inband midstream "
-    "drop stall"
-).split()
+_DIRECTIVE_NAMES = [
+    "reply",
+    "delay",
+    "interval",
+    "tokens",
+    "space",
+    "close",
+    "chunked",
+    "comments",
+    "usage",
+    "upstream",
+    "inband",
+    "midstream",
+    "drop",
+    "stall",
+]
 # [[name]] or [[name:VALUE]]; VALUE may hold anything but "]]" (HTML, newlines...).
 _DIRECTIVE_RE = re.compile(r"\[\[(" + "|".join(_DIRECTIVE_NAMES) + r")(?::(.*?))?\]\]", re.DOTALL)
 

@@ -109,7 +109,8 @@ class UpstreamServer:
         self._backlog = backlog
         self.host = host
         self.port: int = self._socket.getsockname()[1]
-        url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        # Compares, does not bind: a wildcard bind is reached through loopback.
+        url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104
         self.url = f"http://{url_host}:{self.port}{dialect.base_path}"
 
     # ---- lifecycle -------------------------------------------------------------------------
