@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -112,10 +113,8 @@ async def _ramp(
             state["peak_rss"] = max(state["peak_rss"], rss)
             if state["open"] >= state["peak_open"]:
                 state["rss_at_peak_open"] = max(state["rss_at_peak_open"], rss)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 2.0)
-            except TimeoutError:
-                pass
 
     sampler_task = asyncio.create_task(sampler())
     tasks = []

@@ -56,7 +56,7 @@ class Sampler(threading.Thread):
                     "WHERE datname = %s AND pid <> pg_backend_pid() GROUP BY 1",
                     (self.database,),
                 ).fetchall()
-                states = {state: n for state, n in rows}
+                states = dict(rows)
                 self.samples.append((time.perf_counter() - self.t0, sum(states.values()), states))
                 self.stop.wait(0.25)
 

@@ -163,7 +163,9 @@ def run(
             "workers' CPU per reply ms", per_reply_ms, f"<= {TARGET_MS}", per_reply_ms <= TARGET_MS
         ),
     ]
-    return report(f"{experiment_label()}7. CPU per reply{label}", figures, checks)
+    return report(
+        f"{experiment_label()}7. CPU per reply{label}{' (quick)' if quick else ''}", figures, checks
+    )
 
 
 def main() -> int:
@@ -184,7 +186,7 @@ def main() -> int:
         database_url=args.database_url,
         label=label,
     )
-    save("reply_cpu", result)
+    save("reply_cpu" + ("-quick" if args.quick else ""), result)
     return exit_status(result)
 
 

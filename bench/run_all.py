@@ -4,12 +4,13 @@
 
 ``--quick`` (``make bench-quick``, run by .ci/run) proves that each benchmark works, in well under a
 minute each; it fails only when a benchmark breaks (errors, replies not saved), never on a speed.
-Without it, the full benchmarks of docs/benchmarks.md run (about 15 minutes on 2 cores).
+Without it, the full benchmarks of docs/benchmarks.md run (about 20 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +18,16 @@ import time
 from bench.common import ROOT, machine, raise_nofile
 from tests.support.postgres import PG_BIN
 
-BENCHMARKS = ["ttft", "capacity", "burst", "api_throughput", "long_history", "db_connections"]
+BENCHMARKS = [
+    "ttft",
+    "capacity",
+    "burst",
+    "api_throughput",
+    "long_history",
+    "db_connections",
+    "reply_cpu",
+    "soak",
+]
 
 
 def main() -> None:
@@ -29,6 +39,7 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     failed = []
     for name in args.only or BENCHMARKS:
+        print(f"\n-- bench.{name}: load average {os.getloadavg()[0]:.2f} at its start", flush=True)
         if name == "db_connections" and PG_BIN is None:
             print(f"\n== {name}: skipped (no PostgreSQL under /usr/lib/postgresql)", flush=True)
             continue
