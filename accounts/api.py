@@ -24,6 +24,22 @@ from .services import UsernameTaken, user_create
 
 class RegisterApi(APIView):
     error_statuses = {"POST": (429,)}  # per-IP rate limit (chatsite/api/schema.py)
+    # Refusals the schema cannot foresee (accounts/serializers.py says what it does state).
+    error_codes = {
+        "POST": {
+            400: {
+                "password_invalid": (
+                    "A password validator refused the password: too common, too like the "
+                    "username or email, or only digits other than 0-9."
+                ),
+                "username_taken": "This username is taken (in any letter case).",
+                "username_invalid": (
+                    "The username holds a character other than a letter, a digit or _.@+- "
+                    "(as Python's Unicode database has them)."
+                ),
+            }
+        }
+    }
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
 

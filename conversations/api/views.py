@@ -6,6 +6,7 @@ render. Errors are raised as ``chatsite.errors.AppError`` and shaped at the API 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from drf_spectacular.types import OpenApiTypes
@@ -120,22 +121,42 @@ class ConversationDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _query_value(request: Request, name: str) -> str | None:
+    # One value, as the schema describes it: `?after=` or `?after=1&after=2` is refused rather than
+    # read as no value or as the last one.
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1 or values[0] == "":
+        raise AppError(f"{name}: must be given once, with a value.", code="invalid")
+    return values[0]
+
+
 def _int_param(
     request: Request, name: str, *, minimum: int, maximum: int | None = None
 ) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    raw = _query_value(request, name)
+    if raw is None:
         return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise AppError(f"{name}: must be an integer.", code="invalid") from exc
+    if not re.fullmatch(r"-?[0-9]+", raw):  # int() would take " 1", "+1", "1_0" or "١"
+        raise AppError(f"{name}: must be an integer.", code="invalid")
+    value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         bounds = (
             f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         )
         raise AppError(f"{name}: must be {bounds}.", code="invalid")
     return value
+
+
+def _bool_param(request: Request, name: str) -> bool:
+    # As OpenAPI writes a boolean in a query string: anything else is refused, not read as false.
+    raw = _query_value(request, name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise AppError(f"{name}: must be true or false.", code="invalid")
 
 
 def _reply_response(request: Request, reply: Reply, *, stream: bool | None) -> Any:
@@ -146,10 +167,21 @@ def _reply_response(request: Request, reply: Reply, *, stream: bool | None) -> A
     return Response(reply.complete(), status=status.HTTP_201_CREATED)
 
 
+MESSAGE_PAGE_MAX = 200
+PAGE_WITH_CURSOR = "page cannot be combined with after, before or latest=true."
+
+
 class MessageListApi(APIView):
     error_statuses = REPLY_ERROR_STATUSES
+    # Parameters that exclude each other, which OpenAPI cannot state (chatsite/api/schema.py).
+    error_codes = {"GET": {400: {"conflicting_parameters": PAGE_WITH_CURSOR}}}
 
     @extend_schema(
+        description=(
+            "One page of the conversation's messages: by cursor (`after`, `before`, "
+            "`latest=true`) or by `page` number, oldest first. `page` with a cursor is refused "
+            "with 400 `conflicting_parameters`."
+        ),
         parameters=[
             OpenApiParameter("after", int, description="Messages after this seq"),
             OpenApiParameter(
@@ -157,7 +189,11 @@ class MessageListApi(APIView):
             ),
             OpenApiParameter("latest", bool, description="The newest page"),
             OpenApiParameter("limit", int, description="Page size, 1-200 (default 50)"),
-            OpenApiParameter("page_size", int, description="Another name for limit"),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "maximum": MESSAGE_PAGE_MAX},
+                description="Another name for limit",
+            ),
             OpenApiParameter(
                 "page", int, description="Page number, oldest first (instead of after/before)"
             ),
@@ -172,14 +208,12 @@ class MessageListApi(APIView):
         after = _int_param(request, "after", minimum=0)
         before = _int_param(request, "before", minimum=0)
         page_number = _int_param(request, "page", minimum=1)
-        limit = (
-            _int_param(request, "limit", minimum=1, maximum=200)
-            or _int_param(request, "page_size", minimum=1, maximum=200)
-            or 50
-        )
-        latest = request.query_params.get("latest", "").lower() in ("1", "true", "yes")
+        limit = _int_param(request, "limit", minimum=1, maximum=MESSAGE_PAGE_MAX)
+        page_size = _int_param(request, "page_size", minimum=1, maximum=MESSAGE_PAGE_MAX)
+        limit = limit or page_size or 50
+        latest = _bool_param(request, "latest")
         if page_number is not None and (after is not None or before is not None or latest):
-            raise AppError("page cannot be combined with after, before or latest.", code="invalid")
+            raise AppError(PAGE_WITH_CURSOR, code="conflicting_parameters")
         count = conversation.message_count
         base = request.build_absolute_uri(request.path)
         next_url = previous_url = None

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from tests.factories import ConversationFactory, MessageFactory
+from tests.fuzz.openapi import documented_codes, openapi, schema_valid_cases
 from tests.support.api import assert_json_error
 
 pytestmark = pytest.mark.django_db
@@ -439,6 +440,108 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     assert (
         "/api/conversations/{conversation_id}/regenerate/" in (tmp_path / "schema.yml").read_text()
     )
+
+
+MESSAGES = "/api/conversations/{conversation_id}/messages/"
+REGENERATE = "/api/conversations/{conversation_id}/regenerate/"
+
+
+def _query(case) -> dict[str, str]:
+    # As schemathesis puts a generated query on the wire: booleans as `true`/`false`.
+    return {
+        name: str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in (case.query or {}).items()
+    }
+
+
+def test_page_with_a_cursor_is_a_refusal_the_schema_documents(api, user):
+    """Finding 2 of the outside fuzz: `page` with `after`/`before`/`latest` is schema-valid (no
+    OpenAPI 3.0 keyword makes query parameters exclude each other) and refused: documented."""
+    conversation = ConversationFactory(user=user)
+    MessageFactory.create_batch(3, conversation=conversation)
+    operation = openapi(api)["paths"][MESSAGES]["get"]
+    documented = documented_codes(operation)
+    assert documented == {"conflicting_parameters"}
+    assert "conflicting_parameters" in operation["description"]
+
+    url = MESSAGES.format(conversation_id=conversation.pk)
+    for cursor in ({"after": 0}, {"before": 9}, {"latest": "true"}):
+        response = api.get(url, {"page": 1, **cursor})
+        assert_json_error(response, 400, "conflicting_parameters")
+    assert api.get(url, {"page": 1, "latest": "false"}).status_code == 200
+
+
+def test_schema_valid_message_list_queries_are_answered_or_refused_with_a_documented_code(
+    api, user
+):
+    conversation = ConversationFactory(user=user)
+    MessageFactory.create_batch(3, conversation=conversation)
+    schema = openapi(api)
+    documented = documented_codes(schema["paths"][MESSAGES]["get"])
+    url = MESSAGES.format(conversation_id=conversation.pk)
+    cases = schema_valid_cases(
+        schema, MESSAGES, "GET", 60, path_parameters={"conversation_id": str(conversation.pk)}
+    )
+
+    statuses = set()
+    for case in cases:
+        response = api.get(url, _query(case))
+        statuses.add(response.status_code)
+        if response.status_code == 400:
+            assert response.json()["code"] in documented, (case.query, response.json())
+        else:  # 404 is a page past the end, which the schema documents
+            assert response.status_code in (200, 404), (case.query, response.content)
+    assert 200 in statuses
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["latest=1", "latest=yes", "latest=", "after=", "after=1&after=2", "limit=+5", "limit=1_0"],
+)
+def test_message_list_queries_the_schema_calls_invalid_are_refused(api, user, query):
+    conversation = ConversationFactory(user=user)
+    response = api.get(f"{MESSAGES.format(conversation_id=conversation.pk)}?{query}")
+
+    assert_json_error(response, 400, "invalid")
+
+
+def test_the_schema_bounds_page_size_of_the_message_list_as_the_api_does(api, user):
+    parameters = openapi(api)["paths"][MESSAGES]["get"]["parameters"]
+    bounds = {p["name"]: p["schema"] for p in parameters if p["name"] in ("limit", "page_size")}
+    conversation = ConversationFactory(user=user)
+    url = MESSAGES.format(conversation_id=conversation.pk)
+
+    for name, schema in bounds.items():
+        assert (schema["minimum"], schema["maximum"]) == (1, 200), name
+        assert api.get(url, {name: 200}).status_code == 200
+        assert_json_error(api.get(url, {name: 201}), 400)
+
+
+def test_the_schema_says_an_empty_page_is_the_first_page_of_the_conversation_list(api, user):
+    ConversationFactory(user=user)
+    (page,) = [
+        p
+        for p in openapi(api)["paths"]["/api/conversations/"]["get"]["parameters"]
+        if p["name"] == "page"
+    ]
+
+    assert page["allowEmptyValue"] is True
+    assert api.get("/api/conversations/?page=").json()["count"] == 1
+
+
+def test_nothing_to_regenerate_is_a_refusal_the_schema_documents(api, user, spark):
+    """Finding 4 of the outside fuzz: regenerating in a conversation with no message yet is
+    schema-valid (the conversation's state is no part of a request) and refused: documented."""
+    conversation = ConversationFactory(user=user)
+    operation = openapi(api)["paths"][REGENERATE]["post"]
+    assert documented_codes(operation) == {"nothing_to_regenerate"}
+    assert "nothing_to_regenerate" in operation["responses"]["400"]["description"]
+
+    pinned = {"conversation_id": str(conversation.pk)}
+    for case in schema_valid_cases(openapi(api), REGENERATE, "POST", 5, path_parameters=pinned):
+        body = case.body if isinstance(case.body, dict) else {}  # the body is optional
+        response = api.post(REGENERATE.format(conversation_id=conversation.pk), body, format="json")
+        assert_json_error(response, 400, "nothing_to_regenerate")
 
 
 def test_api_docs_render_with_local_assets_only(api, client):

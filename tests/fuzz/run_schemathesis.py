@@ -3,10 +3,13 @@
     .venv/bin/python -m tests.fuzz.run_schemathesis [--max-examples N] [--seed S]
 
 Starts the loopback Spark server and chatsite under gunicorn (2 workers, a fresh SQLite file),
-registers a user, and runs schemathesis over every operation in /api/schema/ with every check but
-one (see schemathesis.toml): no 5xx, responses that match the schema (statuses, content types,
-bodies, stream events), schema-invalid input refused. Then the server's log must hold no
-traceback. Exits non-zero on any failure; prints how many cases ran.
+registers a user, and runs schemathesis over every operation in /api/schema/ in every phase
+(examples, coverage, fuzzing, stateful) with every check (`--checks all`, including hooks.py's
+`documented_refusal`; see schemathesis.toml): no 5xx, responses that match the schema (statuses,
+content types, headers, bodies, stream events), schema-invalid input refused, schema-valid input
+accepted (or refused only with a code the operation documents), authentication and deleted
+resources honoured. Then the server's log must hold no traceback. Exits non-zero on any failure;
+prints how many cases ran.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             "--no-color",
             "run",
             f"{server.url}/api/schema/",
+            "--checks",
+            "all",
             "--header",
             f"Authorization: Bearer {user.access}",
             "--max-examples",
@@ -63,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             args.report_dir,
         ]
         print(f"schemathesis: --max-examples {args.max_examples} --seed {args.seed}", flush=True)
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"}
+        result = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+        )
         print(result.stdout[-20000:])
         if result.stderr.strip():
             print(result.stderr[-5000:], file=sys.stderr)
