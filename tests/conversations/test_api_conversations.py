@@ -579,3 +579,12 @@ def test_healthz_reports_the_database(anon, path):
 
 def test_healthz_refuses_post(anon):
     assert anon.post("/healthz").status_code == 405
+
+
+@pytest.mark.parametrize("query", ["page=1&page=2", "page_size=5&page_size=50"])
+def test_a_repeated_page_parameter_of_the_conversation_list_is_refused(api, user, query):
+    ConversationFactory.create_batch(3, user=user)
+
+    body = assert_json_error(api.get(f"/api/conversations/?{query}"), 400, "invalid")
+
+    assert query.split("=")[0] in body["detail"]
