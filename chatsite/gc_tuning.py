@@ -55,6 +55,10 @@ def _collect_every(
 
     pause = sleep or time.sleep  # gevent's, in a worker: the other greenlets run meanwhile
     now = clock or time.perf_counter
+    if time_share <= 0:  # pacing off: a plain timer
+        while True:
+            pause(interval)
+            gc.collect()
     gap = min(MIN_GAP, interval)
     while True:
         pause(gap)

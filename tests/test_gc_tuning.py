@@ -58,3 +58,19 @@ def test_full_collections_come_as_often_as_their_cost_allows(monkeypatch):
     # the interval; cheap again: back to MIN_GAP.
     assert pauses == [gc_tuning.MIN_GAP, gc_tuning.MIN_GAP, pytest.approx(40.0), 300, 5.0]
     assert collections == [(), (), (), ()]  # full collections (no generation given)
+
+
+def test_a_zero_time_share_is_a_plain_timer(monkeypatch):
+    pauses, collections = [], []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            raise StopIteration
+
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args) or 0)
+    with pytest.raises(StopIteration):
+        gc_tuning._collect_every(300, sleep, time_share=0)
+
+    assert pauses == [300, 300, 300]
+    assert collections == [(), ()]
