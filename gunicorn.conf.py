@@ -175,11 +175,13 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     import gevent
 
     from chatsite import gc_tuning
+    from conversations import metrics
 
     gc_tuning.configure(
         float(os.environ.get("GC_FULL_COLLECT_SECONDS", "300")),
         gevent.spawn,
         time_share=float(os.environ.get("GC_TIME_SHARE", "0.005")),
+        live=metrics.open_streams,
     )
 
 

@@ -36,11 +36,20 @@ UPSTREAM_ERRORS = Counter(
 TOKENS = Counter("chatsite_tokens_total", "Tokens by model and kind", ["model", "kind"])
 
 
+_open = [0]  # this process's open streams, readable without prometheus_client's internals
+
+
+def open_streams() -> int:
+    return _open[0]
+
+
 def stream_opened() -> None:
+    _open[0] += 1
     OPEN_STREAMS.inc()
 
 
 def stream_closed() -> None:
+    _open[0] -= 1
     OPEN_STREAMS.dec()
 
 
