@@ -73,6 +73,19 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="msg_conv_created"),
             models.Index(fields=["status", "created_at"], name="msg_status_created"),
+            # The chat rate limit counts a user's replies of the last minute inside every turn's
+            # write transaction (selectors.turn_state): with the role in the index the count
+            # reads only the index, not a row per reply.
+            models.Index(
+                fields=["conversation", "role", "created_at"], name="msg_conv_role_created"
+            ),
+            # "Is a reply of this conversation being written?", asked in every turn: a partial
+            # index holds only the replies in flight, whatever the conversation's length.
+            models.Index(
+                fields=["conversation"],
+                condition=models.Q(status="streaming"),
+                name="msg_streaming_conv",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -160,12 +160,15 @@ def turn_state(*, conversation: Conversation, since: datetime, limit: int) -> Tu
         conversation.pk, connection
     )
     since_value = connection.ops.adapt_datetimefield_value(since)
-    # Only quoted table names are interpolated; every value is a parameter.
+    # Only quoted table names and the constant status are interpolated; every value from outside
+    # is a parameter. The status is written as a literal so that the database can use the partial
+    # index of replies in flight (msg_streaming_conv), which a bound parameter would not match.
+    streaming_literal = f"'{Message.Status.STREAMING.value}'"
     sql = (
         "SELECT"  # noqa: S608  # nosec B608 - values are parameters
         f" (SELECT MAX(seq) FROM {messages} WHERE conversation_id = %s),"
         f" (SELECT COUNT(*) FROM {messages} WHERE conversation_id = %s"
-        "   AND status = %s AND replaced = %s),"
+        f"   AND status = {streaming_literal} AND replaced = %s),"
         f" (SELECT is_active FROM {users} WHERE id = %s),"
         # Counting stops at ``limit``: whether the limit is reached is all the turn needs to know.
         f" (SELECT COUNT(*) FROM (SELECT 1 FROM {messages} m JOIN {conversations} c"
@@ -176,7 +179,6 @@ def turn_state(*, conversation: Conversation, since: datetime, limit: int) -> Tu
     params = [
         conversation_id,
         conversation_id,
-        Message.Status.STREAMING,
         False,
         conversation.user_id,
         conversation.user_id,
