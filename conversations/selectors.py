@@ -91,6 +91,9 @@ def conversation_get(
     try:
         conversation = conversations.get(pk=conversation_id)
     except (Conversation.DoesNotExist, ValidationError):
+        # A deleted user's conversations are gone too: answer that as the token's problem (401),
+        # like a deactivated user's, before the 404. Only this rare path pays the query.
+        user_check(user_id=user_id)
         raise NotFound("Conversation not found.") from None
     if not conversation.owner_active:
         raise UserInactive()

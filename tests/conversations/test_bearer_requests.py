@@ -102,10 +102,14 @@ def test_a_deactivated_users_valid_token_is_refused(
     assert Conversation.objects.filter(user=user).count() == 1
 
 
-def test_a_deleted_users_token_is_refused(bearer, user):
+@pytest.mark.parametrize(
+    "path", ["/api/conversations/", "/api/conversations/{id}/", "/api/auth/me/"]
+)
+def test_a_deleted_users_token_is_refused(bearer, user, conversation, path):
+    path = path.format(id=conversation.pk)
     User.objects.filter(pk=user.pk).delete()
 
-    assert_json_error(bearer.get("/api/conversations/"), 401, "user_not_found")
+    assert_json_error(bearer.get(path), 401, "user_not_found")
 
 
 def test_the_chat_rate_limit_is_counted_from_the_replies_the_user_started(
