@@ -6,6 +6,7 @@ Views call :func:`enforce` so that DRF views and plain Django views answer the s
 
 from __future__ import annotations
 
+import functools
 import re
 
 from django.conf import settings
@@ -59,6 +60,7 @@ _RATE = re.compile(r"^(\d+)/(\d*)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+@functools.lru_cache(maxsize=16)  # read on every send; the setting rarely changes
 def parse_rate(rate: str) -> tuple[int, int]:
     """``"10/m"`` -> ``(10, 60)``: how many in how many seconds, read as django-ratelimit does
     (``"5/10s"`` is five in ten seconds)."""

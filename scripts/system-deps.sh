@@ -1,9 +1,10 @@
 #!/bin/sh
 # Debian packages the test suite drives: chromium (browser tests), postgresql, redis-server and
-# nginx (scale-out test), gettext (translations). Installs what is missing when run as root;
+# nginx (scale-out test), gettext (translations), iproute2 and util-linux (the worker-death test's
+# network namespace). Installs what is missing when run as root;
 # otherwise prints the apt-get command to run.
 set -eu
-PACKAGES="chromium postgresql redis-server nginx gettext fonts-wqy-microhei"
+PACKAGES="chromium postgresql redis-server nginx gettext fonts-wqy-microhei iproute2 util-linux"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
