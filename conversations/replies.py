@@ -19,6 +19,7 @@ Replies left ``streaming`` by a worker that died are settled by ``recovery.py``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -251,10 +252,7 @@ class Reply:
                 if outcome is not None and not self._wait_saved(
                     settings.STREAM_FINISH_GRACE_SECONDS
                 ):
-                    try:
-                        self._save(outcome)
-                    finally:
-                        release_connection()
+                    self._save(outcome)  # releases this thread's connection itself
 
         metrics.stream_opened()
         threading.Thread(target=produce, name="reply-producer", daemon=True).start()
@@ -334,8 +332,6 @@ class Reply:
             message.finished_at = timezone.now()
             message.worker = ""
             try:
-                # Only a reply still streaming is overwritten: stale-stream recovery may have
-                # run meanwhile, and the conversation may have been deleted.
                 _write_outcome(message)
             finally:
                 release_connection()
@@ -354,6 +350,19 @@ def _column(name: str) -> Field[Any, Any]:
     return field
 
 
+@functools.cache
+def _outcome_update(vendor: str) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """The final write's statement and its fields, built once per database backend."""
+    quote = connection.ops.quote_name
+    fields = tuple(_column(name) for name in REPLY_OUTCOME_COLUMNS)
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = (
+        f"UPDATE {quote(Message._meta.db_table)} SET {assignments}"  # noqa: S608  # nosec B608 - quoted names only; values are params
+        " WHERE id = %s AND status = %s"
+    )
+    return sql, fields
+
+
 def _write_outcome(message: Message) -> None:
     """``UPDATE`` the outcome's columns of a reply still ``streaming``, as one hand-written
     statement: building it through the ORM cost about as much as running it, once per reply.
@@ -361,13 +370,7 @@ def _write_outcome(message: Message) -> None:
     Only a reply still streaming is overwritten: stale-stream recovery may have run meanwhile,
     and the conversation may have been deleted.
     """
-    quote = connection.ops.quote_name
-    fields = [_column(name) for name in REPLY_OUTCOME_COLUMNS]
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
-    sql = (
-        f"UPDATE {quote(Message._meta.db_table)} SET {assignments}"  # noqa: S608  # nosec B608 - quoted names only; values are params
-        " WHERE id = %s AND status = %s"
-    )
+    sql, fields = _outcome_update(connection.vendor)
     params = [
         field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields
     ]
