@@ -86,10 +86,9 @@ def _measure(conversation: Any, repeat: int) -> dict[str, Any]:
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
-    from conversations import selectors
-    from conversations.llm import registry
+    from conversations import catalog, selectors
 
-    info = registry.model_info("lite")
+    info = catalog.current().model("lite")
     budget = info.context_window - min(settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4)
     # The reply flow knows the new message's position from its insert and passes it on.
     up_to_seq = conversation.messages.order_by("-seq").values_list("seq", flat=True).first()

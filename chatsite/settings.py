@@ -5,6 +5,7 @@ Every setting read here is listed in ``.env.example``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -34,6 +35,17 @@ else:
 JWT_SIGNING_KEY = env.str(
     "JWT_SIGNING_KEY",
     default=hashlib.sha256(("chatsite-jwt:" + SECRET_KEY).encode()).hexdigest(),
+)
+
+# Fernet keys for secrets stored in the database (providers' API keys), chatsite/crypto.py: the
+# first encrypts, all decrypt. Derived from the secret key when unset (`make run` writes one).
+ENCRYPTION_KEY = env.list(
+    "ENCRYPTION_KEY",
+    default=[
+        base64.urlsafe_b64encode(
+            hashlib.sha256(("chatsite-encryption:" + SECRET_KEY).encode()).digest()
+        ).decode()
+    ],
 )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
@@ -296,6 +308,12 @@ CONTENT_SECURITY_POLICY = {
 # --- Models and providers ---------------------------------------------------------------------
 SPARK_API_PASSWORD = env.str("SPARK_API_PASSWORD", default="")
 SPARK_BASE_URL = env.str("SPARK_BASE_URL", default="https://spark-api-open.xf-yun.com/v1")
+# Spark X models (spark-x, x1) are served from /v2 (docs/providers.md, "Spark").
+SPARK_X_BASE_URL = env.str(
+    "SPARK_X_BASE_URL", default=re.sub(r"/v1/?$", "/v2", SPARK_BASE_URL.rstrip("/"))
+)
+# How often a worker looks for provider and model changes made in admin by another worker.
+CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=1.0)
 SPARK_MODELS = env.list(
     "SPARK_MODELS", default=["lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra"]
 )

@@ -1,19 +1,24 @@
-"""Transcript review for staff: conversations with their messages, read-only, exportable."""
+"""Staff's admin: transcripts (read-only, exportable), and the providers and models on offer.
+
+A provider's or model's API key is write-only here: the form takes a new one, or keeps the
+stored one when left empty; no page ever shows it (docs/providers.md, "Adding a provider").
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.views.main import ERROR_FLAG
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import selectors
-from .models import Conversation, Message
+from . import catalog, selectors
+from .models import ChatModel, Conversation, Message, Provider
 from .shapes import conversation_data, message_data
 
 
@@ -45,7 +50,9 @@ class MessageInline(admin.TabularInline):
         "role",
         "status",
         "content",
+        "reasoning",
         "model",
+        "provider",
         "error_code",
         "error_detail",
         "sid",
@@ -190,3 +197,145 @@ class ConversationAdmin(admin.ModelAdmin):
             _markdown(_transcript(c)) for c in queryset.select_related("user")
         )
         return _download(text, extension="md", content_type="text/markdown; charset=utf-8")
+
+
+# -- providers and models ----------------------------------------------------------------------
+
+
+class _WriteOnlyKeyForm(forms.ModelForm):
+    """A form with a write-only ``api_key``: empty keeps the stored key, ``clear_api_key``
+    removes it. The stored key is never rendered, not even masked."""
+
+    api_key = forms.CharField(
+        label=_("API key"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("Write-only: leave empty to keep the stored key. Stored encrypted."),
+    )
+    clear_api_key = forms.BooleanField(label=_("Remove the stored key"), required=False)
+
+    def save(self, commit: bool = True) -> Any:
+        instance = super().save(commit=False)
+        key = self.cleaned_data.get("api_key") or ""
+        if key:
+            instance.set_api_key(key)
+        elif self.cleaned_data.get("clear_api_key"):
+            instance.set_api_key("")
+        if commit:
+            instance.save()
+            self.save_m2m()
+        return instance
+
+
+class ProviderForm(_WriteOnlyKeyForm):
+    class Meta:
+        model = Provider
+        fields = (
+            "name",
+            "label",
+            "dialect",
+            "base_url",
+            "api_key",
+            "clear_api_key",
+            "connect_timeout",
+            "read_timeout",
+            "enabled",
+        )
+
+
+class ChatModelForm(_WriteOnlyKeyForm):
+    class Meta:
+        model = ChatModel
+        fields = (
+            "provider",
+            "model_id",
+            "upstream_id",
+            "label",
+            "context_window",
+            "max_output",
+            "reasoning",
+            "reasoning_switch",
+            "web_search",
+            "vision",
+            "temperature_min",
+            "temperature_max",
+            "temperature_default",
+            "enabled",
+            "order",
+            "is_default",
+            "api_key",
+            "clear_api_key",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        low, high = data.get("temperature_min"), data.get("temperature_max")
+        default = data.get("temperature_default")
+        if low is not None and high is not None:
+            if low > high:
+                self.add_error("temperature_max", _("Must not be below the minimum."))
+            elif default is not None and not low <= default <= high:
+                self.add_error("temperature_default", _("Must lie within the range."))
+        return data
+
+
+class ChatModelInline(admin.TabularInline):
+    model = ChatModel
+    extra = 0
+    fields = (
+        "model_id",
+        "upstream_id",
+        "label",
+        "context_window",
+        "max_output",
+        "reasoning",
+        "reasoning_switch",
+        "web_search",
+        "vision",
+        "enabled",
+        "order",
+        "is_default",
+    )
+    show_change_link = True
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ("name", "label", "dialect", "base_url", "key_set", "enabled", "updated_at")
+    list_filter = ("dialect", "enabled")
+    search_fields = ("name", "label", "base_url")
+    inlines = [ChatModelInline]
+    actions = ["test_connection"]
+
+    @admin.display(boolean=True, description=_("key set"))
+    def key_set(self, obj: Provider) -> bool:
+        return obj.has_key
+
+    @admin.action(description=_("Test connection (one short request)"))
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            result = catalog.test_connection(provider)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            self.message_user(request, f"{provider.name}: {result.summary}", level)
+
+
+@admin.register(ChatModel)
+class ChatModelAdmin(admin.ModelAdmin):
+    form = ChatModelForm
+    list_display = (
+        "model_id",
+        "label",
+        "provider",
+        "context_window",
+        "max_output",
+        "reasoning",
+        "web_search",
+        "enabled",
+        "is_default",
+        "order",
+    )
+    list_filter = ("provider", "enabled", "reasoning")
+    search_fields = ("model_id", "label", "upstream_id")
+    list_select_related = ("provider",)

@@ -28,10 +28,14 @@ DURATION = Histogram(
     "chatsite_reply_duration_seconds", "Reply duration by model", ["model"], buckets=LATENCY_BUCKETS
 )
 REPLIES = Counter(
-    "chatsite_replies_total", "Replies by model and final status", ["model", "status"]
+    "chatsite_replies_total",
+    "Replies by provider, model and final status",
+    ["provider", "model", "status"],
 )
 UPSTREAM_ERRORS = Counter(
-    "chatsite_upstream_errors_total", "Upstream failures by model and code", ["model", "code"]
+    "chatsite_upstream_errors_total",
+    "Upstream failures by provider, model and code",
+    ["provider", "model", "code"],
 )
 TOKENS = Counter("chatsite_tokens_total", "Tokens by model and kind", ["model", "kind"])
 
@@ -55,13 +59,14 @@ def stream_closed() -> None:
 
 def observe_reply(message: Message) -> None:
     model = message.model or "unknown"
-    REPLIES.labels(model, message.status).inc()
+    provider = message.provider or "unknown"
+    REPLIES.labels(provider, model, message.status).inc()
     if message.ttft_ms is not None:
         TTFT.labels(model).observe(message.ttft_ms / 1000)
     if message.duration_ms is not None:
         DURATION.labels(model).observe(message.duration_ms / 1000)
     if message.status == "error" and message.error_code:
-        UPSTREAM_ERRORS.labels(model, message.error_code).inc()
+        UPSTREAM_ERRORS.labels(provider, model, message.error_code).inc()
     if message.total_tokens is not None:
         TOKENS.labels(model, "prompt").inc(message.prompt_tokens or 0)
         TOKENS.labels(model, "completion").inc(message.completion_tokens or 0)

@@ -3,7 +3,106 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
+
+from chatsite import crypto
+
+from .llm.dialects import DIALECTS
+
+
+class Provider(models.Model):
+    """A model provider staff configured (admin or ``manage.py load_providers``).
+
+    The API key is stored encrypted (chatsite/crypto.py) and never shown again. The providers
+    from the environment (``SPARK_*`` settings) are not rows: catalog.py adds them.
+    """
+
+    DIALECT_CHOICES = [(d.name, d.label) for d in DIALECTS.values()]
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Shown in the model picker.")
+    label = models.CharField(max_length=100, blank=True)
+    dialect = models.CharField(max_length=32, choices=DIALECT_CHOICES)
+    base_url = models.CharField(
+        max_length=300,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Up to /chat/completions, e.g. https://api.deepseek.com",
+    )
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    # Where load_providers read the key from (the name of a variable, never its value).
+    api_key_env = models.CharField(max_length=100, blank=True)
+    connect_timeout = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1), MaxValueValidator(120)]
+    )
+    read_timeout = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(3600)]
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.label or self.name
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+    def set_api_key(self, key: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(key) if key else ""
+
+    def api_key(self) -> str:
+        """The key in clear; raises ``crypto.WrongEncryptionKey``."""
+        return crypto.decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
+
+
+class ChatModel(models.Model):
+    """A model of a provider, as conversations and the API name it (``model_id``)."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(
+        "id",
+        max_length=64,
+        unique=True,
+        help_text="The id conversations and the API use; unique across providers.",
+    )
+    upstream_id = models.CharField(
+        max_length=128, blank=True, help_text="The id the provider knows; empty = the id."
+    )
+    label = models.CharField(max_length=100, blank=True)
+    context_window = models.PositiveIntegerField(default=8192, validators=[MinValueValidator(512)])
+    max_output = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(1)])
+    reasoning = models.BooleanField(default=False, help_text="The model thinks before answering.")
+    reasoning_switch = models.BooleanField(
+        default=False, help_text="Its reasoning can be switched on and off per conversation."
+    )
+    web_search = models.BooleanField(default=False, help_text="Spark web search.")
+    vision = models.BooleanField(default=False)
+    temperature_min = models.FloatField(default=0.0)
+    temperature_max = models.FloatField(default=2.0)
+    temperature_default = models.FloatField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    order = models.IntegerField(default=0)
+    is_default = models.BooleanField("default", default=False)
+    # Spark issues one key per model: this one wins over the provider's.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "model_id"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.label or self.model_id
+
+    def set_api_key(self, key: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(key) if key else ""
+
+    def api_key(self) -> str:
+        return crypto.decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
 
 
 class Conversation(models.Model):
@@ -14,6 +113,11 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=64)
     system_prompt = models.TextField(blank=True)
+    # The conversation's parameters; null = the model's default (docs/providers.md).
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reasoning = models.BooleanField(null=True, blank=True)
+    web_search = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -44,8 +148,15 @@ class Message(models.Model):
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
+    # What a reasoning model thought before answering: shown apart, never sent back upstream
+    # (except to a dialect that requires it).
+    reasoning = models.TextField(blank=True)
+    reasoning_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Web pages a reply's web search cited: [{"title": ..., "url": ...}].
+    references = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     model = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_detail = models.TextField(blank=True)
     sid = models.CharField(max_length=128, blank=True)

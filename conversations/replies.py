@@ -39,10 +39,9 @@ from accounts.models import User
 from chatsite.errors import AppError, Conflict, RateLimited, UserInactive
 from chatsite.ratelimit import parse_rate
 
-from . import metrics, recovery, selectors
-from .llm import registry
-from .llm.base import ChatMessage, Usage
-from .llm.exceptions import LLMError, LLMNotConfigured
+from . import catalog, metrics, recovery, selectors
+from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
+from .llm.exceptions import LLMError
 from .models import Conversation, Message
 from .shapes import REPLY_OUTCOME_COLUMNS, message_data, message_log_fields
 
@@ -59,8 +58,9 @@ def release_connection() -> None:
 
 @dataclass(frozen=True, slots=True)
 class ReplyEvent:
-    """Something to tell the client: ``delta`` {content}, then ``done`` {message} or ``error``
-    {code, detail, message}. ``data`` is already the frame's public JSON object."""
+    """Something to tell the client: ``reasoning`` {content} (before the answer), ``delta``
+    {content}, ``references`` {references}, then ``done`` {message} or ``error`` {code, detail,
+    message}. ``data`` is already the frame's public JSON object."""
 
     kind: str
     data: dict[str, Any]
@@ -104,13 +104,21 @@ class Reply:
         user_message: Message | None,
         assistant_message: Message,
         history: list[ChatMessage],
+        model: ModelInfo | None = None,
+        options: ChatOptions | None = None,
     ) -> None:
         self.conversation = conversation
         self.user_message = user_message
         self.message = assistant_message
         self.history = history
+        self.model = model or catalog.current().model(conversation.model)
+        self.options = options
         self._started = time.monotonic()
         self._parts: list[str] = []
+        self._reasoning: list[str] = []
+        self._reasoning_started: float | None = None
+        self._reasoning_ms: int | None = None
+        self._references: list[dict[str, str]] = []
         self._usage: Usage | None = None
         self._sid = ""
         self._ttft_ms: int | None = None
@@ -130,17 +138,20 @@ class Reply:
         ``AppError`` for a model no longer offered or nothing to regenerate; nothing is saved then.
         """
         model = conversation.model
-        if not registry.is_known_model(model):
+        try:
+            info = catalog.require_configured(model)
+        except catalog.UnknownModel:
             raise AppError(
                 f"This conversation's model {model!r} is no longer offered; choose another.",
                 code="unknown_model",
-            )
-        if not registry.is_configured(model):
-            raise LLMNotConfigured()
+            ) from None
         for attempt in (1, 2):
             try:
                 user_message, assistant = _save_turn(
-                    conversation=conversation, content=content, regenerate=regenerate
+                    conversation=conversation,
+                    content=content,
+                    regenerate=regenerate,
+                    provider=info.provider,
                 )
                 break
             except _ReplyInProgress:
@@ -151,8 +162,10 @@ class Reply:
                         "A reply is already being written in this conversation.",
                         code="reply_in_progress",
                     ) from None
-        info = registry.model_info(model)
-        reserve = min(settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4)
+        options = options_for(conversation, info)
+        reserve = min(
+            options.max_tokens or settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4
+        )
         history = selectors.message_history_for_model(
             conversation=conversation,
             budget_tokens=info.context_window - reserve,
@@ -163,6 +176,8 @@ class Reply:
             user_message=user_message,
             assistant_message=assistant,
             history=history,
+            model=info,
+            options=options,
         )
 
     def start_data(self) -> dict[str, Any]:
@@ -182,8 +197,11 @@ class Reply:
         """
         release_connection()  # no connection held while the provider thinks
         try:
-            completion = registry.provider_for(self.conversation.model).complete(
-                model=self.conversation.model, messages=self.history, user=self._user_key
+            completion = catalog.provider_for(self.model.id).complete(
+                model=self.model.wire_id,
+                messages=self.history,
+                user=self._user_key,
+                options=self.options,
             )
         except LLMError as exc:
             self._save(_Outcome(Message.Status.ERROR, error=exc))
@@ -193,7 +211,9 @@ class Reply:
         except BaseException:
             self._save(_INTERNAL_ERROR)
             raise
+        self._add_reasoning(completion.reasoning)
         self._add(completion.content)
+        self._add_references(completion.references)
         self._usage = completion.usage
         self._sid = completion.sid
         self._save(_Outcome(Message.Status.COMPLETE))
@@ -217,8 +237,11 @@ class Reply:
         def produce() -> None:
             outcome: _Outcome | None = None
             try:
-                stream = registry.provider_for(self.conversation.model).stream(
-                    model=self.conversation.model, messages=self.history, user=self._user_key
+                stream = catalog.provider_for(self.model.id).stream(
+                    model=self.model.wire_id,
+                    messages=self.history,
+                    user=self._user_key,
+                    options=self.options,
                 )
                 upstream.append(stream)
                 if cancelled.is_set():
@@ -228,13 +251,8 @@ class Reply:
                     if cancelled.is_set():
                         stream.close()
                         return
-                    if chunk.sid:
-                        self._sid = chunk.sid
-                    if chunk.usage is not None:
-                        self._usage = chunk.usage
-                    if chunk.content:
-                        self._add(chunk.content)
-                        events.put(chunk.content)
+                    for event in self._take(chunk):
+                        events.put(event)
                 outcome = _Outcome(Message.Status.COMPLETE)
             except LLMError as exc:
                 if not cancelled.is_set():
@@ -268,7 +286,8 @@ class Reply:
                 if isinstance(event, _Outcome):
                     yield self._final_event(self._save(event))
                     return
-                yield ReplyEvent("delta", {"content": event})
+                assert isinstance(event, ReplyEvent)  # noqa: S101 - only three kinds are queued
+                yield event
         finally:
             metrics.stream_closed()
             if not self._saved.is_set():
@@ -304,10 +323,49 @@ class Reply:
     def _wait_saved(self, timeout: float) -> bool:
         return self._saved.wait(timeout)
 
+    def _take(self, chunk: StreamChunk) -> list[ReplyEvent]:
+        """Keep a chunk's parts in memory; the events to send for it."""
+        if chunk.sid:
+            self._sid = chunk.sid
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        events = []
+        if chunk.reasoning:
+            self._add_reasoning(chunk.reasoning)
+            events.append(ReplyEvent("reasoning", {"content": chunk.reasoning}))
+        if chunk.references:
+            self._add_references(chunk.references)
+            events.append(ReplyEvent("references", {"references": list(self._references)}))
+        if chunk.content:
+            self._add(chunk.content)
+            events.append(ReplyEvent("delta", {"content": chunk.content}))
+        return events
+
+    def _first_token(self) -> None:
+        if self._ttft_ms is None:
+            self._ttft_ms = int((time.monotonic() - self._started) * 1000)
+
+    def _add_reasoning(self, text: str) -> None:
+        if text:
+            self._first_token()
+            if self._reasoning_started is None:
+                self._reasoning_started = time.monotonic()
+            self._reasoning.append(text)
+
+    def _end_reasoning(self) -> None:
+        if self._reasoning_started is not None and self._reasoning_ms is None:
+            self._reasoning_ms = int((time.monotonic() - self._reasoning_started) * 1000)
+
+    def _add_references(self, references: tuple[Reference, ...]) -> None:
+        for reference in references:
+            item = {"title": reference.title, "url": reference.url}
+            if item not in self._references:
+                self._references.append(item)
+
     def _add(self, text: str) -> None:
         if text:
-            if self._ttft_ms is None:
-                self._ttft_ms = int((time.monotonic() - self._started) * 1000)
+            self._first_token()
+            self._end_reasoning()  # the answer started: the model stopped thinking
             self._parts.append(text)
 
     def _save(self, outcome: _Outcome) -> Message:
@@ -318,6 +376,10 @@ class Reply:
                 return message
             error = outcome.error
             message.content = "".join(self._parts)
+            self._end_reasoning()
+            message.reasoning = "".join(self._reasoning)
+            message.reasoning_ms = self._reasoning_ms
+            message.references = list(self._references)
             message.token_estimate = selectors.estimate_tokens(message.content.strip())
             message.status = outcome.status
             message.error_code = error.code if error else outcome.code
@@ -398,8 +460,32 @@ def _rate_limited(conversation: Conversation, since: Any, window: int) -> RateLi
     return RateLimited(retry_after=int(lifts_in) + 1)
 
 
+def options_for(conversation: Conversation, info: ModelInfo) -> ChatOptions:
+    """The conversation's parameters that its model takes; the others stay the model's default.
+
+    The API refuses values out of range when they are set (api/serializers.py); a model changed
+    afterwards, or changed in admin, may no longer take them, and then they are left out.
+    """
+    temperature = conversation.temperature
+    if temperature is not None and not (
+        info.temperature_min <= temperature <= info.temperature_max
+    ):
+        temperature = None
+    if temperature is None and info.temperature_default is not None:
+        temperature = info.temperature_default
+    max_tokens = conversation.max_tokens
+    if max_tokens is not None:
+        max_tokens = min(max_tokens, info.max_tokens)
+    return ChatOptions(
+        temperature=temperature,
+        max_tokens=max_tokens,
+        reasoning=conversation.reasoning if info.reasoning_switch else None,
+        web_search=conversation.web_search if info.web_search else None,
+    )
+
+
 def _save_turn(
-    *, conversation: Conversation, content: str | None, regenerate: bool
+    *, conversation: Conversation, content: str | None, regenerate: bool, provider: str = ""
 ) -> tuple[Message | None, Message]:
     """Step 1, one short transaction: the user's message and a ``streaming`` reply.
 
@@ -456,6 +542,7 @@ def _save_turn(
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
             model=model,
+            provider=provider,
             worker=recovery.this_worker(),
         )
         # Both rows in one INSERT: one round trip fewer inside the write lock.

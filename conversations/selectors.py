@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +27,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import User
 from chatsite.errors import NotFound, UserInactive
 
-from .llm import registry
+from . import catalog
 from .llm.base import ChatMessage
 from .llm.exceptions import LLMNotConfigured
 from .models import Conversation, Message
@@ -40,17 +39,50 @@ MESSAGE_OVERHEAD_TOKENS = 4
 
 
 def any_model_configured() -> bool:
-    return registry.any_model_configured()
+    models = catalog.current()
+    return any(models.is_configured(model_id) for model_id in models.models)
+
+
+def model_data(info: Any, *, configured: bool) -> dict[str, Any]:
+    """A model as ``GET /api/models/`` lists it."""
+    return {
+        "id": info.id,
+        "label": info.label,
+        "provider": info.provider,
+        "provider_label": info.provider_label,
+        "dialect": info.dialect,
+        "context_window": info.context_window,
+        "max_tokens": info.max_tokens,
+        "max_output": info.max_tokens,
+        "default": info.default,
+        "capabilities": {
+            "reasoning": info.reasoning,
+            "reasoning_switch": info.reasoning_switch,
+            "web_search": info.web_search,
+            "vision": info.vision,
+            "temperature": {
+                "min": info.temperature_min,
+                "max": info.temperature_max,
+                "default": info.temperature_default,
+            },
+        },
+        "configured": configured,
+    }
 
 
 def model_list() -> list[dict[str, Any]]:
     """The models on offer, each saying whether it has a key; ``LLMNotConfigured`` if none has."""
-    if not registry.any_model_configured():
-        raise LLMNotConfigured()
-    return [
-        {**dataclasses.asdict(info), "configured": registry.is_configured(info.id)}
-        for info in registry.available_models()
+    models = catalog.current()
+    listed = [
+        model_data(info, configured=models.is_configured(info.id))
+        for info in models.models.values()
     ]
+    if not any(item["configured"] for item in listed):
+        raise LLMNotConfigured()
+    default = models.default_model()
+    for item in listed:
+        item["default"] = item["id"] == default
+    return listed
 
 
 def conversation_list(*, user_id: Any, search: str = "") -> QuerySet[Conversation]:

@@ -4,33 +4,99 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
 from chatsite.errors import AppError
 
-from .llm import registry
+from . import catalog
+from .llm.base import ModelInfo
 from .models import Conversation
 
 
 def _validated_model(model: str | None) -> str:
+    models = catalog.current()
     if not model:
-        default = settings.DEFAULT_MODEL
-        return default if registry.is_known_model(default) else settings.SPARK_MODELS[0]
-    if not registry.is_known_model(model):
+        return models.default_model()
+    if model not in models.models:
         raise AppError(f"Unknown model {model!r}.", code="unknown_model")
     return model
 
 
+PARAMETERS = ("temperature", "max_tokens", "reasoning", "web_search")
+
+
+def _parameter_error(info: ModelInfo, name: str, value: Any) -> str | None:
+    """Why the model cannot take ``value`` for parameter ``name``; None if it can."""
+    if value is None:
+        return None
+    if name == "temperature" and not info.temperature_min <= value <= info.temperature_max:
+        return (
+            f"temperature must be between {info.temperature_min:g} and "
+            f"{info.temperature_max:g} for {info.label}."
+        )
+    if name == "max_tokens" and not 1 <= value <= info.max_tokens:
+        return f"max_tokens must be between 1 and {info.max_tokens} for {info.label}."
+    if name == "reasoning" and not info.reasoning_switch:
+        return f"{info.label} cannot switch its reasoning on or off."
+    if name == "web_search" and not info.web_search:
+        return f"{info.label} has no web search."
+    return None
+
+
+def _allowed(info: ModelInfo, name: str) -> dict[str, Any]:
+    if name == "temperature":
+        return {"min": info.temperature_min, "max": info.temperature_max}
+    if name == "max_tokens":
+        return {"min": 1, "max": info.max_tokens}
+    if name == "reasoning":
+        return {"values": [True, False, None] if info.reasoning_switch else [None]}
+    return {"values": [True, False, None] if info.web_search else [None]}
+
+
+def _apply_parameters(
+    conversation: Conversation, parameters: dict[str, Any], *, model_changed: bool
+) -> list[str]:
+    """Set the given parameters after checking them against the conversation's model.
+
+    A bad value is a 400 that names the allowed range. When only the model changed, parameters
+    the new model cannot take go back to its default (null) rather than refusing the change.
+    """
+    info = catalog.current().model(conversation.model)
+    changed = []
+    for name in PARAMETERS:
+        if name in parameters:
+            value = parameters[name]
+            problem = _parameter_error(info, name, value)
+            if problem is not None:
+                raise AppError(
+                    problem,
+                    code="invalid_parameter",
+                    extra={"field": name, "allowed": _allowed(info, name)},
+                )
+        elif model_changed and _parameter_error(info, name, getattr(conversation, name)):
+            value = None
+        else:
+            continue
+        setattr(conversation, name, value)
+        changed.append(name)
+    return changed
+
+
 def conversation_create(
-    *, user: Any, title: str = "", model: str | None = None, system_prompt: str = ""
+    *,
+    user: Any,
+    title: str = "",
+    model: str | None = None,
+    system_prompt: str = "",
+    **parameters: Any,
 ) -> Conversation:
-    """A new conversation. ``user`` is a User (assigning it checks it is still active)."""
-    return Conversation.objects.create(
-        user=user,
-        title=title.strip(),
-        model=_validated_model(model),
-        system_prompt=system_prompt,
+    """A new conversation. ``user`` is a User (assigning it checks it is still active);
+    ``parameters``: temperature, max_tokens, reasoning, web_search (None = the model's default).
+    """
+    conversation = Conversation(
+        user=user, title=title.strip(), model=_validated_model(model), system_prompt=system_prompt
     )
+    _apply_parameters(conversation, parameters, model_changed=False)
+    conversation.save(force_insert=True)
+    return conversation
 
 
 def conversation_update(
@@ -39,6 +105,7 @@ def conversation_update(
     title: str | None = None,
     model: str | None = None,
     system_prompt: str | None = None,
+    **parameters: Any,
 ) -> Conversation:
     fields = []
     if title is not None:
@@ -50,6 +117,7 @@ def conversation_update(
     if system_prompt is not None:
         conversation.system_prompt = system_prompt
         fields.append("system_prompt")
+    fields += _apply_parameters(conversation, parameters, model_changed=model is not None)
     if fields:
         conversation.save(update_fields=[*fields, "updated_at"])
     return conversation

@@ -19,8 +19,12 @@ MESSAGE_FIELDS = (
     "seq",
     "role",
     "content",
+    "reasoning",
+    "reasoning_ms",
+    "references",
     "status",
     "model",
+    "provider",
     "error_code",
     "error_detail",
     "sid",
@@ -33,6 +37,9 @@ MESSAGE_FIELDS = (
 # The columns a reply's one final write sets (docs/architecture.md, "The reply flow", step 4).
 REPLY_OUTCOME_COLUMNS = (
     "content",
+    "reasoning",
+    "reasoning_ms",
+    "references",
     "token_estimate",
     "status",
     "error_code",
@@ -48,7 +55,7 @@ REPLY_OUTCOME_COLUMNS = (
 )
 
 # The log line carries identifiers and figures, never what people wrote.
-_NOT_LOGGED = frozenset({"content", "error_detail"})
+_NOT_LOGGED = frozenset({"content", "reasoning", "references", "error_detail"})
 
 
 def timestamp(value: datetime) -> str:
@@ -65,8 +72,12 @@ def message_data(message: Message) -> dict[str, Any]:
         "seq": message.seq,
         "role": str(message.role),
         "content": message.content,
+        "reasoning": message.reasoning,
+        "reasoning_ms": message.reasoning_ms,
+        "references": message.references,
         "status": str(message.status),
         "model": message.model,
+        "provider": message.provider,
         "error_code": message.error_code,
         "error_detail": message.error_detail,
         "sid": message.sid,
@@ -95,6 +106,10 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "title": conversation.title,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
+        "temperature": conversation.temperature,
+        "max_tokens": conversation.max_tokens,
+        "reasoning": conversation.reasoning,
+        "web_search": conversation.web_search,
         "created_at": timestamp(conversation.created_at),
         "updated_at": timestamp(conversation.updated_at),
     }

@@ -1,5 +1,7 @@
 """Write .env with freshly generated keys, unless one exists already."""
 
+import base64
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ path.write_text(
     "# Written by `make run`; see .env.example for every setting.\n"
     f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}\n"
     f"JWT_SIGNING_KEY={secrets.token_urlsafe(64)}\n"
+    f"ENCRYPTION_KEY={base64.urlsafe_b64encode(os.urandom(32)).decode()}\n"
     "DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost\n"
     "SPARK_API_PASSWORD=\n"
 )

@@ -7,6 +7,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from conversations import catalog
 from tests.factories import UserFactory
 from tests.spark_server import SparkServer
 
@@ -37,6 +38,8 @@ def _clear_cache() -> Iterator[None]:
     yield
     with contextlib.suppress(Exception):  # tests without a database have no cache table
         cache.clear()
+    # A test's providers and models are rolled back with its transaction, which sends no signal.
+    catalog.invalidate()
 
 
 @pytest.fixture

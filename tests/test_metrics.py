@@ -84,7 +84,7 @@ def test_a_streamed_reply_shows_in_metrics(api, spark, conversation):
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("chatsite_replies_total", model="lite", status="complete") == 1
+    assert delta("chatsite_replies_total", provider="spark", model="lite", status="complete") == 1
     assert delta("chatsite_reply_ttft_seconds_count", model="lite") == 1
     assert delta("chatsite_reply_duration_seconds_count", model="lite") == 1
     assert delta("chatsite_reply_ttft_seconds_sum", model="lite") == pytest.approx(
@@ -124,13 +124,13 @@ def test_upstream_errors_are_counted_by_spark_code(
     assert response.status_code == status
     after = scrape()
     assert (
-        value(after, "chatsite_upstream_errors_total", model="lite", code=code)
-        - value(before, "chatsite_upstream_errors_total", model="lite", code=code)
+        value(after, "chatsite_upstream_errors_total", provider="spark", model="lite", code=code)
+        - value(before, "chatsite_upstream_errors_total", provider="spark", model="lite", code=code)
         == 1
     )
     assert (
-        value(after, "chatsite_replies_total", model="lite", status="error")
-        - value(before, "chatsite_replies_total", model="lite", status="error")
+        value(after, "chatsite_replies_total", provider="spark", model="lite", status="error")
+        - value(before, "chatsite_replies_total", provider="spark", model="lite", status="error")
         == 1
     )
 
@@ -350,7 +350,10 @@ def test_metrics_add_up_across_gunicorn_workers(gunicorn_site, spark_server):
     response = requests.get(f"{base}/metrics", timeout=10)
     assert response.status_code == 200
     scraped = samples(response.text)
-    assert value(scraped, "chatsite_replies_total", model="lite", status="complete") == 4
+    assert (
+        value(scraped, "chatsite_replies_total", provider="spark", model="lite", status="complete")
+        == 4
+    )
     assert value(scraped, "chatsite_reply_ttft_seconds_count", model="lite") == 4
     assert value(scraped, "chatsite_tokens_total", model="lite", kind="completion") == 12
     assert value(scraped, "chatsite_open_streams") == 0

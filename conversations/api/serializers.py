@@ -20,10 +20,34 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class StrictNumberField(serializers.FloatField):
+    """A JSON number only: ``"0.7"`` is refused rather than parsed."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ConversationInputSerializer(serializers.Serializer):
     title = StrictCharField(max_length=200, required=False, allow_blank=True)
     model = StrictCharField(max_length=64, required=False)
     system_prompt = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    # The conversation's parameters; null = the model's default. Checked against the model's
+    # range by services.py (400 ``invalid_parameter`` with the allowed range).
+    temperature = StrictNumberField(required=False, allow_null=True, min_value=0, max_value=2)
+    max_tokens = StrictIntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1_000_000
+    )
+    reasoning = StrictBooleanField(required=False, allow_null=True)
+    web_search = StrictBooleanField(required=False, allow_null=True)
 
     def validate_system_prompt(self, value: str) -> str:
         if len(value) > settings.MAX_SYSTEM_PROMPT_CHARS:
@@ -40,6 +64,10 @@ class ConversationOutputSerializer(serializers.Serializer):
     title = serializers.CharField()
     model = serializers.CharField()
     system_prompt = serializers.CharField()
+    temperature = serializers.FloatField(allow_null=True)
+    max_tokens = serializers.IntegerField(allow_null=True)
+    reasoning = serializers.BooleanField(allow_null=True)
+    web_search = serializers.BooleanField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -74,14 +102,23 @@ class UsageSerializer(serializers.Serializer):
     total_tokens = serializers.IntegerField()
 
 
+class ReferenceSerializer(serializers.Serializer):
+    title = serializers.CharField()
+    url = serializers.URLField()
+
+
 class MessageOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     conversation = serializers.UUIDField(source="conversation_id")
     seq = serializers.IntegerField()
     role = serializers.ChoiceField(choices=Message.Role.choices)
     content = serializers.CharField()
+    reasoning = serializers.CharField(help_text="What the model thought before answering")
+    reasoning_ms = serializers.IntegerField(allow_null=True)
+    references = ReferenceSerializer(many=True)
     status = serializers.ChoiceField(choices=Message.Status.choices)
     model = serializers.CharField()
+    provider = serializers.CharField()
     error_code = serializers.CharField()
     error_detail = serializers.CharField()
     sid = serializers.CharField()
@@ -96,15 +133,34 @@ class MessageOutputSerializer(serializers.Serializer):
         return message_data(instance)
 
 
+class TemperatureRangeSerializer(serializers.Serializer):
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+    default = serializers.FloatField(allow_null=True, help_text="null: the provider's default")
+
+
+class CapabilitiesSerializer(serializers.Serializer):
+    reasoning = serializers.BooleanField(help_text="The model thinks before it answers")
+    reasoning_switch = serializers.BooleanField(help_text="Reasoning can be switched off")
+    web_search = serializers.BooleanField()
+    vision = serializers.BooleanField()
+    temperature = TemperatureRangeSerializer()
+
+
 class ModelOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     # DRF's metaclass moves declared fields out of the class, so this never shadows Field.label;
     # the stubs cannot say so.
     label = serializers.CharField()  # type: ignore[assignment]
     provider = serializers.CharField()
+    provider_label = serializers.CharField()
+    dialect = serializers.CharField()
     context_window = serializers.IntegerField()
-    max_tokens = serializers.IntegerField()
-    configured = serializers.BooleanField()
+    max_tokens = serializers.IntegerField(help_text="The output limit (same as max_output)")
+    max_output = serializers.IntegerField()
+    default = serializers.BooleanField()
+    capabilities = CapabilitiesSerializer()
+    configured = serializers.BooleanField(help_text="Whether an API key is configured")
 
 
 class MessagePageSerializer(serializers.Serializer):

@@ -15,6 +15,26 @@ from dataclasses import dataclass, field
 class ChatMessage:
     role: str  # "system", "user" or "assistant"
     content: str
+    # An earlier reply's reasoning: sent back only to the dialects that require it.
+    reasoning: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    """A conversation's parameters; ``None`` leaves the model's own default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    reasoning: bool | None = None
+    web_search: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A web page a reply's web search cited."""
+
+    title: str
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,25 +49,48 @@ class Completion:
     content: str
     usage: Usage | None = None
     sid: str = ""
+    reasoning: str = ""
+    references: tuple[Reference, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """One piece of a streamed reply: text, and usage or sid when the provider sends them."""
+    """One piece of a streamed reply: answer text, reasoning text, and usage, sid or web
+    references when the provider sends them."""
 
     content: str = ""
     usage: Usage | None = None
     sid: str = ""
+    reasoning: str = ""
+    references: tuple[Reference, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    id: str
+    """A model on offer: what the API lists and what the reply engine needs to call it."""
+
+    id: str  # the id conversations and the API use
     label: str
-    provider: str
+    provider: str  # the provider's name
     context_window: int
-    max_tokens: int
+    max_tokens: int  # the output limit
+    upstream_id: str = ""  # the id sent to the provider; "" = ``id``
+    provider_label: str = ""
+    dialect: str = "spark"
+    reasoning: bool = False
+    reasoning_switch: bool = False
+    web_search: bool = False
+    vision: bool = False
+    temperature_min: float = 0.0
+    temperature_max: float = 2.0
+    temperature_default: float | None = None
+    default: bool = False
+    order: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def wire_id(self) -> str:
+        return self.upstream_id or self.id
 
 
 class ChatStream:
@@ -78,12 +121,24 @@ class ChatProvider(abc.ABC):
 
     @abc.abstractmethod
     def complete(
-        self, *, model: str, messages: Sequence[ChatMessage], user: str = ""
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        user: str = "",
+        options: ChatOptions | None = None,
     ) -> Completion:
         """Ask for a whole reply. Raises an ``LLMError`` subclass on any failure."""
 
     @abc.abstractmethod
-    def stream(self, *, model: str, messages: Sequence[ChatMessage], user: str = "") -> ChatStream:
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        user: str = "",
+        options: ChatOptions | None = None,
+    ) -> ChatStream:
         """Open a stream: the reply as it arrives. ``close()`` ends the upstream request.
 
         A failure the provider answers instead of a stream (an error status, a JSON error body)

@@ -27,10 +27,13 @@ class LLMError(AppError):
         code: str | None = None,
         sid: str = "",
         upstream_message: str = "",
+        upstream_code: str = "",
     ) -> None:
         super().__init__(detail, code=code)
         self.sid = sid
         self.upstream_message = upstream_message
+        # The provider's own error code or type (logged, never shown: ``code`` is ours).
+        self.upstream_code = upstream_code
 
 
 class LLMNotConfigured(LLMError):
@@ -44,16 +47,23 @@ class LLMNotConfigured(LLMError):
 class LLMConfigurationError(LLMError):
     """The provider refused our credentials, model name or licence."""
 
+    code = "upstream_auth"
     status_code = 503
     default_detail = "The model service is misconfigured (credentials, model or licence)."
 
 
 class LLMQuotaExceeded(LLMError):
+    """The provider account's balance or quota is used up: never retried."""
+
+    code = "upstream_quota_exhausted"
     status_code = 503
     default_detail = "The model's usage quota is used up. Try again later."
 
 
 class LLMBusy(LLMError):
+    """Rate limited or overloaded: worth trying again later."""
+
+    code = "upstream_rate_limited"
     status_code = 503
     default_detail = "The model service is busy. Try again in a moment."
 
@@ -73,11 +83,13 @@ class LLMTimeout(LLMError):
 class LLMContentRejected(LLMError):
     """Input or output failed the provider's content moderation."""
 
+    code = "upstream_moderated"
     status_code = 502
     default_detail = "The message was blocked by the model's content moderation."
 
 
 class LLMContextTooLong(LLMError):
+    code = "upstream_context_too_long"
     status_code = 502
     default_detail = "The conversation is too long for this model. Start a new conversation."
 
@@ -85,6 +97,7 @@ class LLMContextTooLong(LLMError):
 class LLMInvalidRequest(LLMError):
     """The provider says our request was malformed: a bug on our side."""
 
+    code = "upstream_invalid_request"
     status_code = 502
     default_detail = "The model service rejected the request."
 

@@ -21,11 +21,20 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .base import ChatMessage, ChatProvider, ChatStream, Completion, StreamChunk, Usage
+from . import dialects
+from .base import (
+    ChatMessage,
+    ChatOptions,
+    ChatProvider,
+    ChatStream,
+    Completion,
+    Reference,
+    StreamChunk,
+    Usage,
+)
+from .dialects import Dialect
 from .exceptions import (
     LLMBadResponse,
-    LLMBusy,
-    LLMConfigurationError,
     LLMError,
     LLMIncompleteStream,
     LLMNotConfigured,
@@ -43,7 +52,11 @@ _SID_IN_MESSAGE = re.compile(r"\(sid:\s*([^)\s]+)\)")
 
 
 def _usage_from(payload: Mapping[str, Any]) -> Usage | None:
+    """Usage from wherever the chunk carries it: the top level, or ``choices[0]`` (Kimi)."""
     usage = payload.get("usage")
+    if not isinstance(usage, Mapping):
+        choice = _first_choice(payload)
+        usage = choice.get("usage") if choice is not None else None
     if not isinstance(usage, Mapping):
         return None
     try:
@@ -55,8 +68,28 @@ def _usage_from(payload: Mapping[str, Any]) -> Usage | None:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
 
 
+def _first_choice(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    choices = payload.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        return choices[0]
+    return None
+
+
+def _text(part: Mapping[str, Any], *names: str) -> str:
+    """The first of ``names`` that holds a string (``reasoning_content``, else ``reasoning``)."""
+    for name in names:
+        value = part.get(name)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def _references(value: Any) -> tuple[Reference, ...]:
+    return tuple(Reference(title, url) for title, url in dialects.references_from(value))
+
+
 class OpenAICompatibleProvider(ChatProvider):
-    """Talks to ``POST {base_url}/chat/completions`` with a bearer key per model."""
+    """Talks to ``POST {base_url}/chat/completions`` with a bearer key per model, in a dialect."""
 
     name = "openai-compatible"
 
@@ -68,7 +101,12 @@ class OpenAICompatibleProvider(ChatProvider):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         pool_size: int = 1000,
+        dialect: Dialect | None = None,
+        name: str = "",
     ) -> None:
+        self.dialect = dialect or dialects.DIALECTS["openai"]
+        if name:
+            self.name = name
         self.base_url = base_url.rstrip("/")
         self._api_keys = dict(api_keys)
         self.timeout = (connect_timeout, read_timeout)
@@ -92,34 +130,51 @@ class OpenAICompatibleProvider(ChatProvider):
         )
         self.session.trust_env = False
 
+    def close(self) -> None:
+        self.session.close()
+
     # -- configuration ---------------------------------------------------------------------------
 
     def api_key(self, model: str) -> str:
         key = self._api_keys.get(model) or self._api_keys.get("*", "")
-        if not key:
+        if not key and self.dialect.needs_key:
             raise LLMNotConfigured()
         return key
 
     # -- requests --------------------------------------------------------------------------------
 
     def _body(
-        self, model: str, messages: Sequence[ChatMessage], *, stream: bool, user: str
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        stream: bool,
+        user: str,
+        options: ChatOptions | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "stream": stream,
-        }
+        keep_reasoning = self.dialect.history_reasoning
+        wire_messages: list[dict[str, Any]] = []
+        for m in messages:
+            item: dict[str, Any] = {"role": m.role, "content": m.content}
+            if keep_reasoning and m.reasoning and m.role == "assistant":
+                item["reasoning_content"] = m.reasoning
+            wire_messages.append(item)
+        body: dict[str, Any] = {"model": model, "messages": wire_messages, "stream": stream}
+        if stream and self.dialect.include_usage:
+            body["stream_options"] = {"include_usage": True}
         if user:
             body["user"] = user
+        self.dialect.apply_options(body, options, stream=stream)
         return body
 
     def _post(self, model: str, body: dict[str, Any], *, stream: bool) -> requests.Response:
         headers = {
-            "Authorization": f"Bearer {self.api_key(model)}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
         }
+        key = self.api_key(model)
+        if key:  # Ollama and vLLM without --api-key need none
+            headers["Authorization"] = f"Bearer {key}"
         try:
             return self.session.post(
                 f"{self.base_url}/chat/completions",
@@ -142,11 +197,15 @@ class OpenAICompatibleProvider(ChatProvider):
             raise LLMUnavailable(code="upstream_unreachable") from exc
 
     def complete(
-        self, *, model: str, messages: Sequence[ChatMessage], user: str = ""
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        user: str = "",
+        options: ChatOptions | None = None,
     ) -> Completion:
-        response = self._post(
-            model, self._body(model, messages, stream=False, user=user), stream=False
-        )
+        body = self._body(model, messages, stream=False, user=user, options=options)
+        response = self._post(model, body, stream=False)
         try:
             if not response.ok:
                 raise self._error_from_response(response)
@@ -154,18 +213,30 @@ class OpenAICompatibleProvider(ChatProvider):
         finally:
             response.close()
         self._raise_for_payload(payload)
-        try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise LLMBadResponse(sid=self._sid_of(payload)) from exc
-        if not isinstance(content, str):
-            raise LLMBadResponse(sid=self._sid_of(payload))
-        return Completion(content=content, usage=_usage_from(payload), sid=self._sid_of(payload))
-
-    def stream(self, *, model: str, messages: Sequence[ChatMessage], user: str = "") -> ChatStream:
-        response = self._post(
-            model, self._body(model, messages, stream=True, user=user), stream=True
+        sid = self._sid_of(payload)
+        choice = _first_choice(payload)
+        message = choice.get("message") if choice is not None else None
+        if not isinstance(message, Mapping) or not isinstance(message.get("content"), str):
+            raise LLMBadResponse(sid=sid)
+        self._raise_for_finish(choice, sid=sid)
+        return Completion(
+            content=message["content"],
+            usage=_usage_from(payload),
+            sid=sid,
+            reasoning=_text(message, "reasoning_content", "reasoning"),
+            references=_references(message.get("tool_calls")) if self.dialect.web_search else (),
         )
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        user: str = "",
+        options: ChatOptions | None = None,
+    ) -> ChatStream:
+        body = self._body(model, messages, stream=True, user=user, options=options)
+        response = self._post(model, body, stream=True)
         try:
             if not response.ok:
                 raise self._error_from_response(response)
@@ -231,7 +302,10 @@ class OpenAICompatibleProvider(ChatProvider):
                 payload = self._json_or_raise(value, sid=sid)
                 sid = self._sid_of(payload) or sid
                 self._raise_for_payload(payload, sid=sid)
-                yield self._chunk_from(payload, sid)
+                chunk = self._chunk_from(payload, sid)
+                yield chunk
+                # After the chunk: a failing finish chunk may carry the last text or the usage.
+                self._raise_for_finish(_first_choice(payload), sid=sid)
 
     def _raise_for_bare_json(self, line: bytes, *, sid: str) -> None:
         try:
@@ -242,13 +316,28 @@ class OpenAICompatibleProvider(ChatProvider):
             self._raise_for_payload(payload, sid=self._sid_of(payload) or sid)
 
     def _chunk_from(self, payload: Mapping[str, Any], sid: str) -> StreamChunk:
-        text = ""
-        choices = payload.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-            delta = choices[0].get("delta") or {}
-            if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
-                text = delta["content"]
-        return StreamChunk(content=text, usage=_usage_from(payload), sid=sid)
+        choice = _first_choice(payload)
+        delta = choice.get("delta") if choice is not None else None
+        if not isinstance(delta, Mapping):
+            return StreamChunk(usage=_usage_from(payload), sid=sid)
+        references: tuple[Reference, ...] = ()
+        if self.dialect.web_search and (delta.get("role") == "tool" or delta.get("tool_calls")):
+            # Spark's web search results (docs/providers.md, "Spark web search"); not answer text.
+            references = _references(delta.get("tool_calls"))
+            return StreamChunk(usage=_usage_from(payload), sid=sid, references=references)
+        return StreamChunk(
+            content=_text(delta, "content"),
+            reasoning=_text(delta, "reasoning_content", "reasoning"),
+            usage=_usage_from(payload),
+            sid=sid,
+        )
+
+    def _raise_for_finish(self, choice: Mapping[str, Any] | None, *, sid: str) -> None:
+        """A finish reason that means moderation or an upstream failure, after partial text."""
+        reason = choice.get("finish_reason") if choice is not None else None
+        if isinstance(reason, str) and reason in dialects.FAILED_FINISH_REASONS:
+            error_class, detail = dialects.FAILED_FINISH_REASONS[reason]
+            raise error_class(detail, sid=sid, upstream_code=reason)
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -268,10 +357,15 @@ class OpenAICompatibleProvider(ChatProvider):
         return payload
 
     def _raise_for_payload(self, payload: Mapping[str, Any], *, sid: str = "") -> None:
-        """Raise for an error carried inside a 2xx body (OpenAI's ``error`` object)."""
+        """Raise for an error carried inside a 2xx body or stream event: OpenAI's ``error``
+        object (vLLM sends one after the 200), or older vLLM's flat ``"object": "error"``."""
         error = payload.get("error")
         if isinstance(error, Mapping):
             raise self._error_from_envelope(error, http_status=200)
+        if isinstance(error, str) and error:  # Ollama's native {"error": "..."}
+            raise self._error_from_envelope({"message": error}, http_status=200)
+        if payload.get("object") == "error":
+            raise self._error_from_envelope(payload, http_status=200)
 
     def _error_from_response(self, response: requests.Response) -> LLMError:
         body = b""
@@ -283,9 +377,13 @@ class OpenAICompatibleProvider(ChatProvider):
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             payload = None
-        if isinstance(payload, dict) and isinstance(payload.get("error"), Mapping):
-            return self._error_from_envelope(payload["error"], http_status=response.status_code)
         if isinstance(payload, dict):
+            error = payload.get("error")
+            if isinstance(error, Mapping):
+                return self._error_from_envelope(error, http_status=response.status_code)
+            envelope = {"message": error} if isinstance(error, str) else payload
+            if isinstance(error, str) or payload.get("object") == "error":
+                return self._error_from_envelope(envelope, http_status=response.status_code)
             try:
                 self._raise_for_payload(payload)
             except LLMError as exc:
@@ -297,29 +395,32 @@ class OpenAICompatibleProvider(ChatProvider):
         match = _SID_IN_MESSAGE.search(message)
         sid = match.group(1) if match else ""
         code = error.get("code")
-        if code is not None and str(code).strip():
-            return self._error_for_code(str(code).strip(), sid=sid, upstream_message=message)
-        return self._error_from_status(http_status, sid=sid, upstream_message=message)
+        code_text = str(code).strip() if code is not None else ""
+        error_type = error.get("type")
+        return self._classified(
+            status=http_status,
+            code=code_text,
+            error_type=error_type if isinstance(error_type, str) else "",
+            message=message,
+            sid=sid,
+        )
 
-    def _error_for_code(self, code: str, *, sid: str, upstream_message: str) -> LLMError:
-        return LLMError(code=code, sid=sid, upstream_message=upstream_message)
+    def _classified(
+        self, *, status: int, code: str, error_type: str, message: str, sid: str
+    ) -> LLMError:
+        """The provider's error as ours, by its body code (docs/providers.md, "Errors")."""
+        error_class, detail = dialects.classify(
+            status=status, code=code, error_type=error_type, message=message
+        )
+        return error_class(
+            detail, sid=sid, upstream_message=message, upstream_code=code or error_type
+        )
 
-    @staticmethod
-    def _error_from_status(status: int, *, sid: str = "", upstream_message: str = "") -> LLMError:
-        if status in (401, 403):
-            return LLMConfigurationError(
-                "The model service refused the API key.",
-                code="upstream_auth",
-                sid=sid,
-                upstream_message=upstream_message,
-            )
-        if status == 429:
-            return LLMBusy(code="upstream_busy", sid=sid, upstream_message=upstream_message)
-        if status in (502, 503, 504) or status >= 500:
-            return LLMUnavailable(
-                code="upstream_unavailable", sid=sid, upstream_message=upstream_message
-            )
-        return LLMBadResponse(sid=sid, upstream_message=upstream_message)
+    def _error_from_status(self, status: int) -> LLMError:
+        """A failure status whose body is no error envelope (a gateway's HTML page, say)."""
+        if status in dialects.ERROR_STATUSES or status >= 500:
+            return self._classified(status=status, code="", error_type="", message="", sid="")
+        return LLMBadResponse()
 
 
 class _StreamConnection:

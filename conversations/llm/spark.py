@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import dialects
 from .exceptions import (
     LLMBusy,
     LLMConfigurationError,
@@ -63,11 +64,28 @@ SPARK_ERRORS: dict[str, tuple[type[LLMError], str]] = {
 class SparkProvider(OpenAICompatibleProvider):
     name = "spark"
 
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("dialect", dialects.SPARK)
+        super().__init__(**kwargs)
+
     def _error_for_code(self, code: str, *, sid: str, upstream_message: str) -> LLMError:
         error_class, detail = SPARK_ERRORS.get(
             code, (LLMError, f"The model service failed with code {code}.")
         )
-        return error_class(detail, code=code, sid=sid, upstream_message=upstream_message)
+        return error_class(
+            detail, code=code, sid=sid, upstream_message=upstream_message, upstream_code=code
+        )
+
+    def _classified(
+        self, *, status: int, code: str, error_type: str, message: str, sid: str
+    ) -> LLMError:
+        # Spark's own codes are kept as the error code (docs/spark-protocol.md); anything else
+        # (a 401 with "code": null, a gateway's 502) is classified like any provider's.
+        if code.isdigit():
+            return self._error_for_code(code, sid=sid, upstream_message=message)
+        return super()._classified(
+            status=status, code=code, error_type=error_type, message=message, sid=sid
+        )
 
     def _raise_for_payload(self, payload: Mapping[str, Any], *, sid: str = "") -> None:
         # Spark reports failures inside a 200 (a whole body, or any stream chunk, including

@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from conversations.llm import registry
 from conversations.llm.base import ChatMessage, ChatStream, Usage
 from conversations.llm.exceptions import (
     LLMBusy,
@@ -400,26 +399,6 @@ def test_missing_api_password_raises_not_configured_without_a_request(spark):
     assert caught.value.code == "model_not_configured"
     assert caught.value.status_code == 503
     assert spark.requests == []
-
-
-def test_registry_reads_per_model_passwords_from_settings(spark, settings):
-    spark.passwords = {"*": SPARK_KEY, "max-32k": "max:secret"}
-    settings.SPARK_API_PASSWORDS = {"max-32k": "max:secret", "lite": ""}
-
-    registry.provider_for("max-32k").complete(model="max-32k", messages=ask("hi"))
-    assert spark.requests[-1]["authorization"] == "Bearer max:secret"
-    registry.provider_for("lite").complete(model="lite", messages=ask("hi"))
-    assert spark.requests[-1]["authorization"] == f"Bearer {SPARK_KEY}"
-
-
-def test_registry_keeps_one_provider_and_session_per_configuration(spark, settings):
-    first = registry.provider_for("lite")
-
-    assert registry.provider_for("generalv3") is first
-    assert first.session is registry.provider_for("lite").session
-    settings.LLM_READ_TIMEOUT = 7.0
-    assert registry.provider_for("lite") is not first
-    assert registry.provider_for("lite").timeout == (2.0, 7.0)
 
 
 # --- closing a stream from another thread ------------------------------------------------------
