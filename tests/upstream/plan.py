@@ -1,6 +1,8 @@
 """How one request is answered: the ``Plan`` (timing, text, faults) and the ``[[directives]]``.
 
-Provider-neutral: a dialect (dialects.py) turns the plan into its own chunks and errors.
+Provider-neutral: a dialect (dialects.py) turns the plan into its own chunks and errors, as
+providers-protocol.md (the page the product's client follows too) describes them. The directives
+are listed in ``parse_directives``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,20 @@ import math
 import re
 from dataclasses import dataclass, fields
 
-__all__ = ["FRAMINGS", "Plan", "estimate_tokens", "parse_directives", "split_tokens"]
+__all__ = [
+    "DEFAULT_REASONING",
+    "ERROR_CLASSES",
+    "FRAMINGS",
+    "Plan",
+    "estimate_tokens",
+    "parse_directives",
+    "split_tokens",
+]
 
 FRAMINGS = ("chunked", "close")
+# The classes of up-front refusal every dialect renders its own way (providers-protocol.md §3).
+ERROR_CLASSES = ("auth", "balance", "rate_limit", "moderation", "context", "unavailable")
+DEFAULT_REASONING = "The user wants a short answer. I will think it over briefly, then reply."
 
 # CJK ideographs, kana, hangul, CJK punctuation and full-width forms: one streamed chunk per
 # character and about 1.5 characters per token (docs/spark-protocol.md, "Models and context
@@ -72,6 +85,10 @@ class Plan:
     midstream: int | None = None  # half the reply, then a chunk with this error code
     drop: bool = False  # half the reply, then hang up without [DONE]
     stall: float | None = None  # half the reply, then silence for this long, then hang up
+    reasoning: str | None = None  # streamed before the answer, if the dialect and request allow
+    error: str | None = None  # refuse up front with this ERROR_CLASSES class, in the dialect's way
+    finish: str | None = None  # half the reply, then a chunk with this finish_reason, then [DONE]
+    search: bool = False  # Spark web search results before the answer (if the request enables it)
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -87,7 +104,12 @@ class Plan:
 
     @property
     def cut_short(self) -> bool:
-        return self.midstream is not None or self.drop or self.stall is not None
+        return (
+            self.midstream is not None
+            or self.drop
+            or self.stall is not None
+            or self.finish is not None
+        )
 
 
 _DIRECTIVE_NAMES = [
@@ -105,6 +127,11 @@ _DIRECTIVE_NAMES = [
     "midstream",
     "drop",
     "stall",
+    "reasoning",
+    "error",
+    "stream_error",
+    "finish",
+    "search",
 ]
 # [[name]] or [[name:VALUE]]; VALUE may hold anything but "]]" (HTML, newlines...).
 _DIRECTIVE_RE = re.compile(r"\[\[(" + "|".join(_DIRECTIVE_NAMES) + r")(?::(.*?))?\]\]", re.DOTALL)
@@ -144,10 +171,20 @@ def parse_directives(
     """Apply the ``[[...]]`` directives in ``content`` to ``plan``; return the text without them.
 
     ``[[reply:TEXT]]`` ``[[delay:S]]`` ``[[interval:S]]`` ``[[tokens:N]]`` ``[[space]]``
-    ``[[close]]`` ``[[chunked]]`` ``[[comments]]`` ``[[usage:separate|last]]``
+    ``[[close]]`` ``[[chunked]]`` ``[[comments]]`` ``[[usage:separate|last]]`` (Spark v1)
     ``[[upstream:CODE|auth|nonjson]]`` ``[[inband[:CODE]]]`` ``[[midstream[:CODE]]]``
     ``[[drop]]`` ``[[stall[:S]]]`` (default 30 s). The default codes are the dialect's (Spark:
-    10013 input moderation, 10014 output moderation).
+    10013 input moderation, 10014 output moderation; the other dialects: 500, and CODE in
+    ``[[upstream:CODE]]`` is the HTTP status).
+
+    Every dialect: ``[[reasoning[:TEXT]]]`` (reasoning before the answer, default
+    ``DEFAULT_REASONING``, unless the request switched it off), ``[[error:CLASS]]`` (CLASS in
+    ``ERROR_CLASSES``: refused up front with that dialect's status and body),
+    ``[[stream_error]]`` (``[[midstream]]`` with the dialect's default: half the reply, then an
+    error inside the 200 stream), ``[[finish:REASON]]`` (half the reply, then a chunk with that
+    ``finish_reason``, then [DONE]). Spark and Spark X only: ``[[search]]`` (a streamed chunk of
+    web search results before the answer, if the request's ``tools`` enable ``web_search``).
+    Spark v1 models do not reason: ``[[reasoning]]`` changes nothing there.
 
     Raises ValueError for a malformed directive, so that a typo in a test fails loudly instead
     of being echoed.
@@ -187,4 +224,19 @@ def parse_directives(
             plan.drop = _flag(name, value)
         elif name == "stall":
             plan.stall = 30.0 if value is None else _number(name, value)
+        elif name == "reasoning":
+            plan.reasoning = value or DEFAULT_REASONING
+        elif name == "error":
+            if value not in ERROR_CLASSES:
+                raise ValueError(f"[[error:{value}]]: expected one of {', '.join(ERROR_CLASSES)}")
+            plan.error = value
+        elif name == "stream_error":
+            _flag(name, value)
+            plan.midstream = midstream_default
+        elif name == "finish":
+            if value is None or not re.fullmatch(r"\w+", value):
+                raise ValueError(f"[[finish:{value}]] needs a finish_reason such as sensitive")
+            plan.finish = value
+        elif name == "search":
+            plan.search = _flag(name, value)
     return _DIRECTIVE_RE.sub("", content).strip()
