@@ -136,9 +136,6 @@ class Dialect:
     default_max_tokens: int | None = 8192  # max_tokens limit of a model not in the table
     error_names: dict[int, str] = {}
     upstream_status: dict[int, int] = {}  # HTTP status of an up-front rejection, by code
-    invalid_data_code = 10003
-    invalid_parameter_code = 10005
-    too_long_code = 10907
     parameter_ranges: dict[str, tuple[float, float, bool]] = {  # (low, high, low is exclusive)
         "temperature": (0, 2, False),
         "top_p": (0, 1, True),
@@ -1205,7 +1202,8 @@ class OllamaDialect(OpenAIDialect):
 
 
 class VLLMDialect(OpenAIDialect):
-    """vLLM's OpenAI server: the ``reasoning`` field, off with ``chat_template_kwargs:
+    """vLLM's OpenAI server: a key only if started with ``--api-key`` (here: if passwords are
+    set); the ``reasoning`` field, off with ``chat_template_kwargs:
     {"enable_thinking": false}`` (§2); the ≥0.10.1 envelope whose ``code`` is the HTTP status,
     and errors after the 200 as ``data: {"error": …}`` then [DONE] (§2, §3)."""
 
@@ -1236,6 +1234,11 @@ class VLLMDialect(OpenAIDialect):
         "not_found": ErrorRow(404, 404, "NotFoundError", "Not Found"),
         "stream": ErrorRow(500, 500, "InternalServerError", "Internal server error"),
     }
+
+    def check_auth(self, authorization: str | None, body: Any, passwords: dict | None) -> None:
+        # "Bearer if --api-key" (§1): without passwords, a server started without one.
+        if passwords is not None:
+            super().check_auth(authorization, body, passwords)
 
     def error(self, kind: str, sid: str, reason: str = "") -> Rejection:
         if kind == "auth":

@@ -51,7 +51,7 @@ class UpstreamServer:
     (``http://127.0.0.1:PORT``) and ``base_url(name)`` the base the product is given for one
     (``.../deepseek/v1``). ``passwords`` is, with one dialect, ``{model or "*": key}``; with
     several, ``{dialect name or "*": {model or "*": key}}`` (a dialect not listed accepts any
-    non-empty Bearer key; Ollama, none at all).
+    non-empty Bearer key; Ollama and vLLM, no key at all).
 
     Behaviour attributes (``first_token_delay``, ``token_interval``, ``tokens``, ``reply``,
     ``data_space``, ``framing``, ``passwords``, ``require_alternation``) may be changed at any
