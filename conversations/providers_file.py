@@ -51,7 +51,8 @@ class ProvidersFileError(Exception):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """Records each mapping's line (1-based) under the key ``__line__``."""
+    """Records each mapping's line (1-based) under ``__line__`` and each key's under
+    ``__lines__``, so an error names the line at fault."""
 
 
 def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
@@ -59,6 +60,7 @@ def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
         str(k): v for k, v in loader.construct_mapping(node, deep=True).items()
     }
     mapping["__line__"] = node.start_mark.line + 1
+    mapping["__lines__"] = {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
     return mapping
 
 
@@ -103,10 +105,11 @@ def parse(text: str, environ: dict[str, str] | None = None) -> _Plan:
         if not isinstance(entry, dict):
             raise ProvidersFileError(None, "each provider must be a mapping")
         line = entry.pop("__line__")
-        unknown = set(entry) - PROVIDER_KEYS
+        lines = entry.pop("__lines__")
+        unknown = sorted(set(entry) - PROVIDER_KEYS)
         if unknown:
             raise ProvidersFileError(
-                line, f"unknown provider field(s): {', '.join(sorted(unknown))}"
+                lines[unknown[0]], f"unknown provider field(s): {', '.join(unknown)}"
             )
         name = entry.get("name")
         if not isinstance(name, str) or not name:
@@ -117,7 +120,7 @@ def parse(text: str, environ: dict[str, str] | None = None) -> _Plan:
         dialect_name = entry.get("dialect")
         if dialect_name not in dialects.DIALECTS:
             raise ProvidersFileError(
-                line,
+                lines.get("dialect", line),
                 f"unknown dialect {dialect_name!r} (one of: {', '.join(dialects.DIALECTS)})",
             )
         dialect = dialects.DIALECTS[dialect_name]
@@ -125,30 +128,33 @@ def parse(text: str, environ: dict[str, str] | None = None) -> _Plan:
         try:
             validate_url(base_url)
         except ValidationError:
-            raise ProvidersFileError(line, f"base_url {base_url!r} is not an http(s) URL") from None
+            raise ProvidersFileError(
+                lines.get("base_url", line), f"base_url {base_url!r} is not an http(s) URL"
+            ) from None
         key_env = entry.get("api_key_env", "")
         if key_env:
-            _check_type(key_env, str, line, "api_key_env")
-            key = _secret(key_env, line, environ)
+            _check_type(key_env, str, lines["api_key_env"], "api_key_env")
+            key = _secret(key_env, lines["api_key_env"], environ)
         elif dialect.needs_key:
             raise ProvidersFileError(line, f"dialect {dialect_name} needs api_key_env")
         else:
             key = ""
         for timeout in ("connect_timeout", "read_timeout"):
             if timeout in entry:
-                _check_type(entry[timeout], (int, float), line, timeout)
+                _check_type(entry[timeout], (int, float), lines[timeout], timeout)
         models = []
         for model in entry.get("models") or []:
             if not isinstance(model, dict):
                 raise ProvidersFileError(line, "each model must be a mapping")
             model_line = model.pop("__line__")
-            unknown = set(model) - set(MODEL_FIELDS)
+            model_lines = model.pop("__lines__")
+            unknown = sorted(set(model) - set(MODEL_FIELDS))
             if unknown:
                 raise ProvidersFileError(
-                    model_line, f"unknown model field(s): {', '.join(sorted(unknown))}"
+                    model_lines[unknown[0]], f"unknown model field(s): {', '.join(unknown)}"
                 )
             for key_name, value in model.items():
-                _check_type(value, MODEL_FIELDS[key_name], model_line, key_name)
+                _check_type(value, MODEL_FIELDS[key_name], model_lines[key_name], key_name)
             model_id = model.get("id")
             if not model_id:
                 raise ProvidersFileError(model_line, "a model needs an id")
@@ -159,7 +165,9 @@ def parse(text: str, environ: dict[str, str] | None = None) -> _Plan:
                 )
             model_ids[model_id] = model_line
             if model.get("api_key_env"):
-                model["api_key"] = _secret(model["api_key_env"], model_line, environ)
+                model["api_key"] = _secret(
+                    model["api_key_env"], model_lines["api_key_env"], environ
+                )
             models.append(model)
         plan.providers.append(
             {
