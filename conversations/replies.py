@@ -40,6 +40,7 @@ from chatsite.errors import AppError, Conflict, RateLimited, UserInactive
 from chatsite.ratelimit import parse_rate
 
 from . import catalog, metrics, recovery, selectors
+from .llm import dialects
 from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
 from .llm.exceptions import LLMError
 from .models import Conversation, Message
@@ -170,6 +171,7 @@ class Reply:
             conversation=conversation,
             budget_tokens=info.context_window - reserve,
             up_to_seq=assistant.seq - 1,
+            with_reasoning=dialects.get(info.dialect).history_reasoning,
         )
         return cls(
             conversation=conversation,

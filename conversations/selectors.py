@@ -266,10 +266,15 @@ def estimate_tokens(text: str) -> int:
 
 
 def _history_rows(
-    *, conversation: Conversation, char_budget: int, up_to_seq: int | None, oldest_seq: int | None
-) -> list[tuple[str, str, int | None]]:
-    """(role, content, token estimate) of the messages that may go to the model, newest first, in
-    one query.
+    *,
+    conversation: Conversation,
+    char_budget: int,
+    up_to_seq: int | None,
+    oldest_seq: int | None,
+    with_reasoning: bool = False,
+) -> list[tuple[str, str, int | None, str]]:
+    """(role, content, token estimate, reasoning) of the messages that may go to the model, newest
+    first, in one query. The reasoning is read only ``with_reasoning`` ("" otherwise).
 
     A window function keeps only rows whose newer rows hold at most ``char_budget`` characters.
     Written as SQL because building this query through the ORM cost more (about 5 ms a reply)
@@ -296,9 +301,10 @@ def _history_rows(
         params.append(oldest_seq)
     params.append(char_budget)
     # Only the quoted table name and fixed clauses are interpolated; every value is a parameter.
+    reasoning = "reasoning" if with_reasoning else "''"
     sql = (
-        "SELECT role, content, token_estimate FROM ("  # noqa: S608  # nosec B608 - values are parameters
-        " SELECT role, content, token_estimate, seq,"
+        f"SELECT role, content, token_estimate, {reasoning} FROM ("  # noqa: S608  # nosec B608 - values are parameters
+        " SELECT role, content, token_estimate, reasoning, seq,"
         " SUM(LENGTH(content)) OVER (ORDER BY seq DESC) - LENGTH(content) AS chars_after"
         f" FROM {table}"
         " WHERE conversation_id = %s AND replaced = %s"
@@ -312,7 +318,11 @@ def _history_rows(
 
 
 def message_history_for_model(
-    *, conversation: Conversation, budget_tokens: int, up_to_seq: int | None = None
+    *,
+    conversation: Conversation,
+    budget_tokens: int,
+    up_to_seq: int | None = None,
+    with_reasoning: bool = False,
 ) -> list[ChatMessage]:
     """The history to send: system prompt, then alternating turns ending with the user's.
 
@@ -320,7 +330,8 @@ def message_history_for_model(
     failed reply is not part of the conversation), and so is the question such a reply answered;
     the oldest turns are dropped to fit
     ``budget_tokens``. One query, whatever the conversation's length: a window function keeps only
-    the newest rows whose characters could fit.
+    the newest rows whose characters could fit. ``with_reasoning`` keeps the replies' reasoning
+    for the dialects that want it back (Kimi); it counts against the budget then.
     """
     system = conversation.system_prompt.strip()
     budget = budget_tokens - (estimate_tokens(system) + MESSAGE_OVERHEAD_TOKENS if system else 0)
@@ -329,6 +340,7 @@ def message_history_for_model(
         conversation=conversation,
         char_budget=max(budget, 0) * CHARS_PER_TOKEN_MAX,
         up_to_seq=up_to_seq,
+        with_reasoning=with_reasoning,
         oldest_seq=(
             # Every kept message costs at least MESSAGE_OVERHEAD_TOKENS + 1 tokens, so no more
             # than budget / 5 fit: a seq range half as large again leaves room for skipped
@@ -343,19 +355,21 @@ def message_history_for_model(
     # alternating turns: a question followed by another question got no usable reply (it failed,
     # or stopped before any text), so it is left out with its failed reply. Merging it into the
     # next question would resend a refused input (10013, 10907...) with every later message.
-    turns: list[tuple[str, str]] = []
+    turns: list[tuple[str, str, str]] = []
     used = 0
-    for role, content, estimate in newest_first:
+    for role, content, estimate, reasoning in newest_first:
         text = content.strip()
         if not text or (turns and turns[-1][0] == role):
             continue
         cost = (
             estimate if estimate is not None else estimate_tokens(text)
         ) + MESSAGE_OVERHEAD_TOKENS
+        if reasoning:
+            cost += estimate_tokens(reasoning)
         if turns and used + cost > budget:
             break
         used += cost
-        turns.append((role, text))
+        turns.append((role, text, reasoning))
     turns.reverse()
 
     # Drop a leading or trailing assistant: the turns start and end with the user.
@@ -365,7 +379,7 @@ def message_history_for_model(
         turns.pop()
 
     history = [ChatMessage("system", system)] if system else []
-    history.extend(ChatMessage(role, text) for role, text in turns)
+    history.extend(ChatMessage(role, text, reasoning) for role, text, reasoning in turns)
     return history
 
 
