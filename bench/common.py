@@ -23,6 +23,11 @@ from tests.upstream.server import STATS_PATH
 PYTHON = sys.executable
 
 # Rate limiting stays on (its counters are part of every send) but far above the load.
+# BENCH_DIALECT=deepseek (any dialect of tests/upstream/): the stand-in speaks that provider's
+# dialect and the server chats with it through a provider row, as staff would add one in admin
+# (bench/setup_data.py creates it), instead of the SPARK_* settings.
+DIALECT = os.environ.get("BENCH_DIALECT", "")
+
 BENCH_ENV = {
     "CHAT_RATE_LIMIT": "1000000/m",
     "GUNICORN_LOGLEVEL": os.environ.get("BENCH_GUNICORN_LOGLEVEL", "warning"),
@@ -64,6 +69,8 @@ class SparkStandIn:
         command = [PYTHON, "-m", "tests.spark_server", "--port", "0"]
         command += ["--first-token-delay", str(first_token_delay)]
         command += ["--token-interval", str(token_interval), "--tokens", str(tokens)]
+        if DIALECT:
+            command += ["--dialect", DIALECT]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
@@ -102,6 +109,10 @@ def chatsite(
     if os.environ.get("BENCH_SERVER_SETTINGS"):
         # Experimental settings (a settings module) for the server's processes.
         extra["DJANGO_SETTINGS_MODULE"] = os.environ["BENCH_SERVER_SETTINGS"]
+    if DIALECT:
+        extra["BENCH_PROVIDER_DIALECT"] = DIALECT
+        extra["BENCH_PROVIDER_URL"] = spark_url
+        extra["DEFAULT_MODEL"] = f"bench-{DIALECT}"
     return ChatsiteServer(
         spark_url=spark_url, workers=workers, env={**BENCH_ENV, **extra, **(env or {})}, **kwargs
     )
@@ -257,4 +268,5 @@ def add_server_arguments(parser: Any) -> None:
 def server_env_and_label(args: Any) -> tuple[dict[str, str] | None, str]:
     env = {"REDIS_URL": args.redis_url} if args.redis_url else None
     label = (" [PostgreSQL]" if args.database_url else "") + (" [Redis]" if args.redis_url else "")
+    label += f" [dialect {DIALECT}]" if DIALECT else ""
     return env, label

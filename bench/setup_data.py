@@ -22,7 +22,21 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
-    from conversations.models import Conversation, Message
+    from conversations.models import ChatModel, Conversation, Message, Provider
+
+    dialect = os.environ.get("BENCH_PROVIDER_DIALECT")
+    if dialect:
+        # A provider row, as staff would add one (bench/common.py, BENCH_DIALECT).
+        provider, _ = Provider.objects.update_or_create(
+            name=f"bench-{dialect}",
+            defaults={"dialect": dialect, "base_url": os.environ["BENCH_PROVIDER_URL"]},
+        )
+        provider.set_api_key(os.environ.get("SPARK_API_PASSWORD") or "bench-key")
+        provider.save()
+        ChatModel.objects.update_or_create(
+            model_id=settings.DEFAULT_MODEL,
+            defaults={"provider": provider, "upstream_id": "bench-model", "context_window": 8192},
+        )
 
     users, per_user = int(sys.argv[1]), int(sys.argv[2])
     messages = int(sys.argv[3]) if len(sys.argv) > 3 else 0

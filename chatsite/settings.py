@@ -39,14 +39,11 @@ JWT_SIGNING_KEY = env.str(
 
 # Fernet keys for secrets stored in the database (providers' API keys), chatsite/crypto.py: the
 # first encrypts, all decrypt. Derived from the secret key when unset (`make run` writes one).
-ENCRYPTION_KEY = env.list(
-    "ENCRYPTION_KEY",
-    default=[
-        base64.urlsafe_b64encode(
-            hashlib.sha256(("chatsite-encryption:" + SECRET_KEY).encode()).digest()
-        ).decode()
-    ],
-)
+ENCRYPTION_KEY = [key for key in env.list("ENCRYPTION_KEY", default=[]) if key.strip()] or [
+    base64.urlsafe_b64encode(
+        hashlib.sha256(("chatsite-encryption:" + SECRET_KEY).encode()).digest()
+    ).decode()
+]
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

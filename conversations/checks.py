@@ -42,3 +42,23 @@ def check_stored_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
             id="chatsite.E102",
         )
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_encryption_key_is_set(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """``check --deploy``: ENCRYPTION_KEY derived from the secret key ties the stored API keys to
+    it, so rotating DJANGO_SECRET_KEY would make them unreadable."""
+    import os
+
+    if os.environ.get("ENCRYPTION_KEY"):
+        return []
+    return [
+        checks.Warning(
+            "ENCRYPTION_KEY is not set: the API keys stored in the database are encrypted with a "
+            "key derived from DJANGO_SECRET_KEY, so rotating that secret makes them unreadable.",
+            hint="Set ENCRYPTION_KEY (make run writes one into .env); see docs/deploy.md.",
+            id="chatsite.W101",
+        )
+    ]

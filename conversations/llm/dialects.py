@@ -22,6 +22,7 @@ from .exceptions import (
     LLMContextTooLong,
     LLMError,
     LLMInvalidRequest,
+    LLMModelNotFound,
     LLMQuotaExceeded,
     LLMUnavailable,
 )
@@ -186,7 +187,7 @@ CONTEXT = (
 )
 UNAVAILABLE = (LLMUnavailable, "The model service is unavailable. Try again later.")
 NOT_FOUND = (
-    LLMConfigurationError,
+    LLMModelNotFound,
     "The model service does not know this model (is the model id right?).",
 )
 INVALID = (LLMInvalidRequest, "The model service rejected the request.")

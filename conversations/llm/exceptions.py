@@ -52,6 +52,12 @@ class LLMConfigurationError(LLMError):
     default_detail = "The model service is misconfigured (credentials, model or licence)."
 
 
+class LLMModelNotFound(LLMConfigurationError):
+    """The provider does not know the model id (a 404, or Ollama's "try pulling it first")."""
+
+    code = "upstream_model_not_found"
+
+
 class LLMQuotaExceeded(LLMError):
     """The provider account's balance or quota is used up: never retried."""
 

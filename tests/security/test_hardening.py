@@ -3,6 +3,7 @@ HSTS behind TLS, secure cookies, and CORS limited to the configured origins unde
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import subprocess
@@ -24,7 +25,9 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "JWT_", "CHATSITE_", "DATABASE_URL", "REDIS_URL"))
+        if not key.startswith(
+            ("DJANGO_", "JWT_", "CHATSITE_", "DATABASE_URL", "REDIS_URL", "ENCRYPTION_KEY")
+        )
     }
     return {
         **env,
@@ -33,6 +36,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "DJANGO_HTTPS": "true",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "JWT_SIGNING_KEY": secrets.token_urlsafe(64),
+        "ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "DJANGO_ALLOWED_HOSTS": "chat.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         **extra,
@@ -62,8 +66,9 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         ({"DJANGO_SECRET_KEY": "short-key"}, "security.W009"),
         ({"DJANGO_DEBUG": "true"}, "security.W018"),
         ({"DJANGO_HTTPS": "false"}, "security.W004"),
+        ({"ENCRYPTION_KEY": ""}, "chatsite.W101"),
     ],
-    ids=["weak-secret-key", "debug-on", "https-off"],
+    ids=["weak-secret-key", "debug-on", "https-off", "no-encryption-key"],
 )
 def test_check_deploy_catches_an_unsafe_setting(tmp_path, extra, warning):
     """The check above can fail: each unsafe setting makes it report."""
