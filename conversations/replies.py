@@ -401,6 +401,9 @@ class Reply:
                 release_connection()
             self._saved.set()
         fields = {"event": "reply", **message_log_fields(message)}
+        if outcome.error is not None and outcome.error.upstream_code:
+            # The provider's own code or type, for whoever reads the logs with its documents.
+            fields["upstream_code"] = outcome.error.upstream_code
         logger.info("reply %s", json.dumps(fields, separators=(",", ":")), extra={"reply": fields})
         metrics.observe_reply(message)
         return message

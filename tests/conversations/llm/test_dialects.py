@@ -8,6 +8,7 @@ reason, and a drop before ``[DONE]``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -365,3 +366,16 @@ def test_a_wrong_key_fails_that_provider_and_not_the_others(api, upstream, chat)
 
     assert frames(send(api, broken, f"hi {REPLY}"))[-1][1]["code"] == "upstream_auth"
     assert frames(send(api, working, f"hi {REPLY}"))[-1][0] == "done"
+
+
+def test_the_log_line_names_the_provider_and_its_own_code(api, chat, caplog):
+    conversation = chat("qwen")
+
+    with caplog.at_level(logging.INFO, logger="chatsite.replies"):
+        frames(send(api, conversation, "hi [[error:balance]]"))
+
+    fields = [r.reply for r in caplog.records if r.name == "chatsite.replies"][-1]
+    assert fields["provider"] == "qwen"
+    assert fields["code"] == "upstream_quota_exhausted"
+    assert fields["upstream_code"] == "Arrearage"
+    assert "sk-qwen-test" not in caplog.text
