@@ -80,8 +80,32 @@ def js_strings() -> dict[str, str]:
         # models and system prompt
         "model_unconfigured": _("%(label)s (not configured)"),
         "model_unavailable": _("%(label)s (no longer offered)"),
+        "other_models": _("Other models"),
         "prompt_saved": _("Saved."),
         "prompt_saved_new": _("Saved: used when this chat starts."),
+        # reasoning and references
+        "reasoning_live": _("The model is thinking"),
+        "reasoning_done": _("Thought for %(seconds)s s"),
+        "reasoning_done_untimed": _("Thought process"),
+        "references": _("Sources"),
+        # model settings
+        "temperature_range": _("From %(min)s to %(max)s."),
+        "temperature_range_default": _(
+            "From %(min)s to %(max)s; the model's default is %(default)s."
+        ),
+        "max_tokens_range": _("At most %(max)s."),
+        "model_default_help": _("Empty uses the model's default."),
+        "not_a_number": _("Enter a number, or leave the field empty."),
+        "not_a_whole_number": _("Enter a whole number, or leave the field empty."),
+        "settings_not_applied": _("The settings were not applied: %(reason)s"),
+        "temperature_invalid": _(
+            "The temperature must be between %(min)s and %(max)s for %(model)s."
+        ),
+        "max_tokens_invalid": _(
+            "The maximum output tokens must be between %(min)s and %(max)s for %(model)s."
+        ),
+        "reasoning_invalid": _("%(model)s cannot switch deep thinking on or off."),
+        "web_search_invalid": _("%(model)s has no web search."),
     }
 
 

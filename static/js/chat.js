@@ -1,7 +1,7 @@
 // The chat page: wires the sidebar, the conversation view, the composer and the reply streams.
 
 import { ApiError, api, setCsrfFallback } from "./api.js";
-import { t } from "./i18n.js";
+import { formatNumber, t } from "./i18n.js";
 import { AssistantView, UserView, setModelLabels, viewOf } from "./messages.js";
 import { copyText, flashCopied, handleCodeCopy, highlightWithin } from "./render.js";
 import { readEvents } from "./stream.js";
@@ -23,6 +23,19 @@ const promptToggle = $("system-prompt-toggle");
 const promptPanel = $("system-prompt-panel");
 const promptInput = $("system-prompt");
 const promptStatus = $("system-prompt-status");
+const settingsToggle = $("settings-toggle");
+const settingsPanel = $("settings-panel");
+const settingsForm = $("settings-form");
+const temperatureInput = $("setting-temperature");
+const temperatureHelp = $("setting-temperature-help");
+const maxTokensInput = $("setting-max-tokens");
+const maxTokensHelp = $("setting-max-tokens-help");
+const reasoningField = $("setting-reasoning-field");
+const reasoningSelect = $("setting-reasoning");
+const webSearchField = $("setting-web-search-field");
+const webSearchSelect = $("setting-web-search");
+const settingsStatus = $("settings-status");
+const settingsError = $("settings-error");
 const composer = $("composer");
 const input = $("composer-input");
 const sendButton = $("send-button");
@@ -46,6 +59,7 @@ const state = {
   creating: null,
   draftModel: localStorage.getItem("chatsite:model") || config.defaultModel,
   draftSystemPrompt: "",
+  draftSettings: {}, // model settings chosen before a new chat exists, applied when it starts
   modelConfigured: config.modelConfigured,
   sessions: new Map(),
 };
@@ -327,8 +341,12 @@ async function run(session, job) {
         if (data.user_message) job.user?.saved(data.user_message);
         assistant.started(data.assistant_message);
         refreshConversation(session.id);
+      } else if (event === "reasoning") {
+        assistant.appendReasoning(data.content);
       } else if (event === "delta") {
         assistant.append(data.content);
+      } else if (event === "references") {
+        assistant.setReferences(data.references);
       } else if (event === "done") {
         finished = true;
         assistant.end(data.message);
@@ -415,6 +433,7 @@ function showNewChat({ push = false } = {}) {
   showTitle();
   showModel();
   showSystemPrompt();
+  showSettings();
   showEmptyState();
   loadDraft();
   updateControls();
@@ -456,6 +475,7 @@ async function openConversation(id, { push = false } = {}) {
   showTitle();
   showModel();
   showSystemPrompt();
+  showSettings();
 
   const session = state.sessions.get(id);
   const live = new Map();
@@ -581,17 +601,35 @@ list.addEventListener("click", (event) => {
 function createConversation() {
   state.creating ??= (async () => {
     try {
-      const conversation = await api.createConversation({
+      let conversation = await api.createConversation({
         model: modelSelect.value || state.draftModel,
         system_prompt: state.draftSystemPrompt,
       });
       localStorage.removeItem(draftKey(null));
       state.draftSystemPrompt = "";
+      // Settings chosen before the chat existed: a refusal is shown in their panel, and the
+      // message still goes out with the model's defaults.
+      let refused = null;
+      const settings = state.draftSettings;
+      state.draftSettings = {};
+      if (Object.values(settings).some((value) => value != null)) {
+        try {
+          conversation = await api.updateConversation(conversation.id, settings);
+        } catch (error) {
+          refused = error;
+        }
+      }
       if (!state.conversation) {
         state.conversation = conversation;
         navigate(`/c/${conversation.id}/`);
         sidebar.setActive(conversation.id);
         showTitle();
+        if (refused) {
+          openSettings(true, { focus: false });
+          showSettingsError(t("settings_not_applied", { reason: settingsErrorText(refused) }), fieldOf(refused));
+        } else {
+          showSettings();
+        }
       }
       sidebar.upsert(conversation, { top: true });
       return conversation.id;
@@ -623,28 +661,55 @@ async function loadModels() {
   // A remembered choice that is no longer offered gives way to the default.
   const usable = (id) => models.some((m) => m.id === id && m.configured);
   if (models.length && !usable(state.draftModel)) {
-    state.draftModel = usable(config.defaultModel)
-      ? config.defaultModel
-      : (models.find((m) => m.configured) || models[0]).id;
+    const flagged = models.find((m) => m.default && m.configured);
+    state.draftModel = flagged
+      ? flagged.id
+      : usable(config.defaultModel)
+        ? config.defaultModel
+        : (models.find((m) => m.configured) || models[0]).id;
   }
   setModelLabels(new Map(models.map((m) => [m.id, m.label])));
   for (const el of list.querySelectorAll(".msg--assistant")) viewOf(el)?.renderMeta();
   showModel();
 }
 
-function showModel() {
-  const chosen = state.conversation ? state.conversation.model : state.draftModel;
-  const options = models.map((m) => {
-    const option = new Option(m.configured ? m.label : t("model_unconfigured", { label: m.label }), m.id);
-    option.disabled = !m.configured;
-    return option;
+function modelOption(m) {
+  const option = new Option(m.configured ? m.label : t("model_unconfigured", { label: m.label }), m.id);
+  option.disabled = !m.configured;
+  return option;
+}
+
+// One group per provider once there is more than one; a single provider's list stays flat.
+function modelOptions() {
+  const groups = new Map();
+  for (const m of models) {
+    const key = m.provider || "";
+    if (!groups.has(key)) groups.set(key, { label: m.provider_label || m.provider || t("other_models"), items: [] });
+    groups.get(key).items.push(m);
+  }
+  if (groups.size < 2) return models.map(modelOption);
+  return [...groups.values()].map((group) => {
+    const node = document.createElement("optgroup");
+    node.label = group.label;
+    node.append(...group.items.map(modelOption));
+    return node;
   });
+}
+
+function chosenModel() {
+  return state.conversation ? state.conversation.model : state.draftModel;
+}
+
+function showModel() {
+  const chosen = chosenModel();
+  const options = modelOptions();
   if (chosen && !models.some((m) => m.id === chosen)) {
     options.unshift(new Option(models.length ? t("model_unavailable", { label: chosen }) : chosen, chosen));
   }
   modelSelect.replaceChildren(...options);
   modelSelect.value = chosen || "";
   modelSelect.disabled = !models.length;
+  showSettingsLimits();
 }
 
 modelSelect.addEventListener("change", async () => {
@@ -652,12 +717,18 @@ modelSelect.addEventListener("change", async () => {
   localStorage.setItem("chatsite:model", model);
   if (!state.conversation) {
     state.draftModel = model;
+    showSettingsLimits();
     return;
   }
   const id = state.conversation.id;
   try {
     const conversation = await api.updateConversation(id, { model });
-    if (id === currentId()) state.conversation = conversation;
+    if (id === currentId()) {
+      const before = currentSettings();
+      state.conversation = conversation;
+      showChangedSettings(before);
+      showSettingsLimits();
+    }
   } catch (error) {
     reportError(error);
     showModel();
@@ -700,6 +771,200 @@ $("system-prompt-form").addEventListener("submit", async (event) => {
     }
   }
   promptToggle.classList.toggle("has-value", Boolean(prompt));
+});
+
+// --- model settings: temperature, output length, thinking, web search --------------------------
+// null everywhere means "the model's default"; the server checks each value against the model.
+
+const SETTINGS = ["temperature", "max_tokens", "reasoning", "web_search"];
+const SETTING_INPUTS = {
+  temperature: temperatureInput,
+  max_tokens: maxTokensInput,
+  reasoning: reasoningSelect,
+  web_search: webSearchSelect,
+};
+
+function currentSettings() {
+  const source = state.conversation || state.draftSettings;
+  return Object.fromEntries(SETTINGS.map((name) => [name, source[name] ?? null]));
+}
+
+function switchValue(value) {
+  if (value == null) return "";
+  return value ? "on" : "off";
+}
+
+function switchFrom(value) {
+  return value === "" ? null : value === "on";
+}
+
+function currentModelInfo() {
+  const id = chosenModel();
+  return models.find((m) => m.id === id) || null;
+}
+
+function finite(value) {
+  return value != null && value !== "" && Number.isFinite(Number(value));
+}
+
+// The inputs' limits and help follow the chosen model; a model without the capability hides
+// its switch.
+function showSettingsLimits() {
+  const model = currentModelInfo();
+  const capabilities = model?.capabilities || {};
+  const range = capabilities.temperature || {};
+  if (finite(range.min) && finite(range.max)) {
+    temperatureInput.min = String(range.min);
+    temperatureInput.max = String(range.max);
+    const limits = { min: formatNumber(range.min), max: formatNumber(range.max) };
+    temperatureHelp.textContent = finite(range.default)
+      ? t("temperature_range_default", { ...limits, default: formatNumber(range.default) })
+      : t("temperature_range", limits);
+  } else {
+    temperatureInput.removeAttribute("min");
+    temperatureInput.removeAttribute("max");
+    temperatureHelp.textContent = t("model_default_help");
+  }
+  const maxOutput = model?.max_output ?? model?.max_tokens;
+  if (finite(maxOutput)) {
+    maxTokensInput.max = String(maxOutput);
+    maxTokensHelp.textContent = t("max_tokens_range", { max: formatNumber(maxOutput) });
+  } else {
+    maxTokensInput.removeAttribute("max");
+    maxTokensHelp.textContent = t("model_default_help");
+  }
+  reasoningField.hidden = !capabilities.reasoning_switch;
+  webSearchField.hidden = !capabilities.web_search;
+}
+
+function markSettingsChanged(values) {
+  settingsToggle.classList.toggle("has-value", SETTINGS.some((name) => values[name] != null));
+}
+
+function showSettings() {
+  const values = currentSettings();
+  temperatureInput.value = values.temperature ?? "";
+  maxTokensInput.value = values.max_tokens ?? "";
+  reasoningSelect.value = switchValue(values.reasoning);
+  webSearchSelect.value = switchValue(values.web_search);
+  settingsStatus.textContent = "";
+  clearSettingsError();
+  markSettingsChanged(values);
+  showSettingsLimits();
+}
+
+// A new model may send settings it cannot take back to their default: only those fields change,
+// so whatever else is being typed in the panel stays.
+function showChangedSettings(before) {
+  const after = currentSettings();
+  for (const name of SETTINGS) {
+    if (before[name] === after[name]) continue;
+    const field = SETTING_INPUTS[name];
+    field.value = field.tagName === "SELECT" ? switchValue(after[name]) : (after[name] ?? "");
+  }
+  markSettingsChanged(after);
+}
+
+function clearSettingsError() {
+  settingsError.hidden = true;
+  settingsError.textContent = "";
+  for (const field of Object.values(SETTING_INPUTS)) field.removeAttribute("aria-invalid");
+}
+
+function showSettingsError(message, field = null) {
+  settingsStatus.textContent = "";
+  settingsError.textContent = message;
+  settingsError.hidden = false;
+  if (field && SETTING_INPUTS[field]) SETTING_INPUTS[field].setAttribute("aria-invalid", "true");
+}
+
+// Which setting a 400 is about, when the answer says: {"field": name}, or DRF's {name: [...]}.
+function fieldOf(error) {
+  const data = error?.data || {};
+  if (typeof data.field === "string" && data.field in SETTING_INPUTS) return data.field;
+  return SETTINGS.find((name) => name in data || (data.errors && name in data.errors)) || null;
+}
+
+// The API's refusals are in English; one that names the setting and its allowed range is said
+// again in the page's language.
+function settingsErrorText(error) {
+  const data = error?.data || {};
+  const allowed = data.allowed || {};
+  const model = currentModelInfo()?.label || chosenModel() || "";
+  if (error?.code === "invalid_parameter") {
+    if (["temperature", "max_tokens"].includes(data.field) && finite(allowed.min) && finite(allowed.max)) {
+      return t(`${data.field}_invalid`, { model, min: formatNumber(allowed.min), max: formatNumber(allowed.max) });
+    }
+    if (data.field === "reasoning" || data.field === "web_search") return t(`${data.field}_invalid`, { model });
+  }
+  return errorText(error);
+}
+
+class SettingsProblem extends Error {
+  constructor(message, field) {
+    super(message);
+    this.field = field;
+  }
+}
+
+// What the form says, as the API takes it. Switches a model cannot use are left as they are.
+function readSettings() {
+  if (temperatureInput.validity.badInput) throw new SettingsProblem(t("not_a_number"), "temperature");
+  if (maxTokensInput.validity.badInput) throw new SettingsProblem(t("not_a_number"), "max_tokens");
+  const fields = {};
+  const temperature = temperatureInput.value.trim();
+  if (temperature && !finite(temperature)) throw new SettingsProblem(t("not_a_number"), "temperature");
+  fields.temperature = temperature ? Number(temperature) : null;
+  const maxTokens = maxTokensInput.value.trim();
+  if (maxTokens && !Number.isInteger(Number(maxTokens))) {
+    throw new SettingsProblem(t("not_a_whole_number"), "max_tokens");
+  }
+  fields.max_tokens = maxTokens ? Number(maxTokens) : null;
+  if (!reasoningField.hidden) fields.reasoning = switchFrom(reasoningSelect.value);
+  if (!webSearchField.hidden) fields.web_search = switchFrom(webSearchSelect.value);
+  return fields;
+}
+
+function openSettings(open, { focus = true } = {}) {
+  settingsPanel.hidden = !open;
+  settingsToggle.setAttribute("aria-expanded", String(open));
+  if (open && focus) temperatureInput.focus();
+}
+
+settingsToggle.addEventListener("click", () => openSettings(settingsPanel.hidden));
+
+settingsForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearSettingsError();
+  settingsStatus.textContent = "";
+  let fields;
+  try {
+    fields = readSettings();
+  } catch (problem) {
+    showSettingsError(problem.message, problem.field);
+    SETTING_INPUTS[problem.field]?.focus();
+    return;
+  }
+  if (!state.conversation) {
+    state.draftSettings = { ...state.draftSettings, ...fields };
+    markSettingsChanged(currentSettings());
+    settingsStatus.textContent = t("prompt_saved_new");
+    return;
+  }
+  const id = state.conversation.id;
+  settingsForm.setAttribute("aria-busy", "true");
+  try {
+    const conversation = await api.updateConversation(id, fields);
+    if (id !== currentId()) return;
+    state.conversation = conversation;
+    showSettings();
+    settingsStatus.textContent = t("prompt_saved");
+  } catch (error) {
+    // What was typed stays in the form, to be corrected and saved again.
+    if (id === currentId()) showSettingsError(settingsErrorText(error), fieldOf(error));
+  } finally {
+    settingsForm.removeAttribute("aria-busy");
+  }
 });
 
 // --- the composer -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// Message bubbles: user messages as plain text, assistant replies as sanitised Markdown.
+// Message bubbles: user messages as plain text, assistant replies as sanitised Markdown, with the
+// model's reasoning (when it thinks before answering) and the web pages it cited.
 
 import { formatNumber, formatSeconds, t } from "./i18n.js";
 import { highlightWithin, renderMarkdown } from "./render.js";
@@ -27,6 +28,23 @@ function actionButton(action, label, iconName, { text = false } = {}) {
   else node.setAttribute("aria-label", label);
   node.hidden = true;
   return node;
+}
+
+// Only pages on the web: a cited "javascript:" or "data:" address is not offered as a link.
+function webUrl(value) {
+  try {
+    const url = new URL(String(value || ""));
+    return url.protocol === "http:" || url.protocol === "https:" ? url : null;
+  } catch {
+    return null;
+  }
+}
+
+// "Thought for N s": whole seconds read better than the live timer's tenths, and a short thought
+// still says 1 s rather than 0.
+function thoughtFor(ms) {
+  if (ms == null || !Number.isFinite(Number(ms))) return t("reasoning_done_untimed");
+  return t("reasoning_done", { seconds: formatNumber(Math.max(1, Math.round(Number(ms) / 1000))) });
 }
 
 let modelLabels = new Map();
@@ -89,13 +107,25 @@ export class AssistantView {
     this.el = make("li", "msg msg--assistant");
     this.el.append(make("h3", "visually-hidden", t("assistant_said")));
     const bubble = make("div", "msg__bubble");
+    // The reasoning: open while the model thinks, folded away once the answer starts.
+    this.reasoning = make("details", "reasoning");
+    this.reasoning.hidden = true;
+    const summary = make("summary", "reasoning__summary");
+    this.reasoningLabel = make("span", "reasoning__label");
+    // The live timer changes ten times a second: screen readers hear this fixed text instead.
+    this.reasoningLive = make("span", "visually-hidden", t("reasoning_live"));
+    summary.append(this.reasoningLabel, this.reasoningLive);
+    this.reasoningBody = make("div", "reasoning__body markdown");
+    this.reasoning.append(summary, this.reasoningBody);
     this.thinking = make("p", "msg__thinking");
     this.thinking.setAttribute("aria-hidden", "true");
     this.thinking.hidden = true;
     this.body = make("div", "msg__body markdown");
+    this.references = make("div", "references");
+    this.references.hidden = true;
     this.notice = make("div", "msg__notice");
     this.notice.hidden = true;
-    bubble.append(this.thinking, this.body, this.notice);
+    bubble.append(this.reasoning, this.thinking, this.body, this.references, this.notice);
     const foot = make("div", "msg__foot");
     this.meta = make("p", "msg__meta");
     this.actions = make("div", "msg__actions");
@@ -111,6 +141,12 @@ export class AssistantView {
     this.live = false;
     this.frame = 0;
     this.timer = 0;
+    this.startedAt = 0;
+    this.thought = ""; // the reasoning text
+    this.thoughtPhase = ""; // "", "live" (streaming, block open) or "done" (folded)
+    this.thoughtMs = null; // measured here while it streamed
+    this.shownThought = null; // the text last rendered into the block
+    this.cited = [];
     if (message) this.apply(message);
   }
 
@@ -125,7 +161,12 @@ export class AssistantView {
     this.el.dataset.seq = message.seq;
     this.el.dataset.status = message.status;
     this.text = message.content || "";
+    // Fields a server without reasoning support leaves out keep what this page streamed.
+    if (message.reasoning != null) this.thought = message.reasoning;
+    if (message.references != null) this.cited = message.references;
+    this.renderReasoning(message);
     this.render();
+    this.renderReferences();
     this.renderStatus();
     this.renderMeta();
   }
@@ -137,13 +178,26 @@ export class AssistantView {
     this.notice.hidden = true;
     this.meta.textContent = "";
     this.el.dataset.status = "streaming";
-    if (this.message) this.message = { ...this.message, status: "streaming", usage: null };
+    if (this.message) {
+      this.message = { ...this.message, status: "streaming", usage: null, reasoning: "", references: [] };
+    }
+    this.thought = "";
+    this.thoughtPhase = "";
+    this.thoughtMs = null;
+    this.shownThought = null;
+    this.reasoning.hidden = true;
+    this.reasoningBody.replaceChildren();
+    this.cited = [];
+    this.renderReferences();
     this.el.setAttribute("aria-busy", "true");
     this.el.classList.add("is-thinking");
     this.thinking.hidden = false;
     const started = performance.now();
+    this.startedAt = started;
     const tick = () => {
-      this.thinking.textContent = t("thinking", { seconds: formatSeconds(performance.now() - started) });
+      const text = t("thinking", { seconds: formatSeconds(performance.now() - started) });
+      this.thinking.textContent = text;
+      if (this.thoughtPhase === "live") this.reasoningLabel.textContent = text;
     };
     tick();
     clearInterval(this.timer);
@@ -157,6 +211,108 @@ export class AssistantView {
     this.el.classList.remove("is-thinking");
   }
 
+  // A "reasoning" frame: the timer moves into the open block's summary while the text streams.
+  appendReasoning(delta) {
+    if (!delta) return;
+    if (!this.thoughtPhase && this.text) {
+      // Reasoning after the answer began (not how providers send it): kept, but folded.
+      this.reasoning.hidden = false;
+      this.foldReasoning(null);
+    } else if (!this.thoughtPhase) {
+      this.thoughtPhase = "live";
+      this.thinking.hidden = true;
+      this.reasoning.hidden = false;
+      this.reasoning.open = true;
+      this.reasoning.dataset.state = "live";
+      this.reasoningLive.hidden = false;
+      this.reasoningLabel.setAttribute("aria-hidden", "true");
+      this.reasoningLabel.textContent = this.thinking.textContent;
+    }
+    this.thought += delta;
+    this.scheduleRender();
+  }
+
+  // The answer has started (or the reply ended): fold the reasoning away under its duration.
+  finishReasoning() {
+    if (this.thoughtPhase !== "live") return;
+    this.thoughtMs = performance.now() - this.startedAt;
+    this.foldReasoning(this.thoughtMs);
+    this.renderThought();
+  }
+
+  foldReasoning(ms) {
+    this.thoughtPhase = "done";
+    this.reasoning.open = false;
+    this.reasoning.dataset.state = "done";
+    this.reasoningLive.hidden = true;
+    this.reasoningLabel.removeAttribute("aria-hidden");
+    this.reasoningLabel.textContent = thoughtFor(ms);
+  }
+
+  renderThought() {
+    if (this.shownThought === this.thought) return;
+    this.shownThought = this.thought;
+    renderMarkdown(this.reasoningBody, this.thought);
+  }
+
+  // A saved message (or a finished stream): the block is shown folded when there is reasoning,
+  // and a block the reader opened or closed stays as they left it.
+  renderReasoning(message) {
+    if (!this.thought) {
+      this.thoughtPhase = "";
+      this.reasoning.hidden = true;
+      this.reasoningBody.replaceChildren();
+      this.shownThought = null;
+      return;
+    }
+    const ms = message.reasoning_ms ?? this.thoughtMs;
+    if (this.thoughtPhase === "done") {
+      this.reasoningLabel.textContent = thoughtFor(ms);
+    } else if (message.status === "streaming" && !this.live && !this.text) {
+      // Still thinking in another tab: shown open, without a timer of its own.
+      this.thoughtPhase = "live";
+      this.reasoning.open = true;
+      this.reasoning.dataset.state = "live";
+      this.reasoningLive.hidden = true;
+      this.reasoningLabel.removeAttribute("aria-hidden");
+      this.reasoningLabel.textContent = t("reasoning_live");
+    } else {
+      this.foldReasoning(ms);
+    }
+    this.reasoning.hidden = false;
+    this.renderThought();
+  }
+
+  // A "references" frame, or a saved message's: links to the pages the answer drew on.
+  setReferences(references) {
+    this.cited = Array.isArray(references) ? references : [];
+    this.renderReferences();
+  }
+
+  renderReferences() {
+    const items = [];
+    for (const reference of this.cited) {
+      const url = webUrl(reference?.url);
+      if (!url) continue;
+      const link = make("a", "references__link", String(reference.title || "").trim() || url.hostname);
+      link.href = url.href;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      const item = make("li", "references__item");
+      item.append(link, " ", make("span", "references__host", url.hostname));
+      items.push(item);
+    }
+    if (!items.length) {
+      this.references.replaceChildren();
+      this.references.hidden = true;
+      return;
+    }
+    const list = make("ol", "references__list");
+    list.append(...items);
+    this.references.replaceChildren(make("p", "references__title", t("references")), list);
+    this.references.hidden = false;
+  }
+
   started(message) {
     this.message = message;
     this.el.dataset.id = message.id;
@@ -164,18 +320,24 @@ export class AssistantView {
   }
 
   append(delta) {
+    this.finishReasoning();
     if (this.timer) this.stopThinking();
     this.text += delta;
-    // One render per frame however fast the tokens come.
-    if (!this.frame) {
-      this.frame = requestAnimationFrame(() => {
-        this.frame = 0;
-        this.render();
-      });
-    }
+    this.scheduleRender();
+  }
+
+  // One render per frame however fast the tokens come.
+  scheduleRender() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.renderThought();
+      if (this.thoughtPhase !== "live") this.render();
+    });
   }
 
   end(message) {
+    this.finishReasoning();
     this.stopThinking();
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
@@ -188,7 +350,7 @@ export class AssistantView {
       this.renderStatus();
       this.renderMeta();
     }
-    highlightWithin(this.body).catch(() => {});
+    highlightWithin(this.el).catch(() => {});
   }
 
   // The server saved nothing new: keep the previous reply and say why the attempt failed.
