@@ -244,26 +244,33 @@ class ProviderForm(_WriteOnlyKeyForm):
         )
 
 
+# A model's fields in the provider's inline; its own form adds the temperatures and the key.
+_MODEL_FIELDS = (
+    "model_id",
+    "upstream_id",
+    "label",
+    "context_window",
+    "max_output",
+    "reasoning",
+    "reasoning_switch",
+    "web_search",
+    "vision",
+    "enabled",
+    "order",
+    "is_default",
+)
+
+
 class ChatModelForm(_WriteOnlyKeyForm):
     class Meta:
         model = ChatModel
         fields = (
             "provider",
-            "model_id",
-            "upstream_id",
-            "label",
-            "context_window",
-            "max_output",
-            "reasoning",
-            "reasoning_switch",
-            "web_search",
-            "vision",
+            *_MODEL_FIELDS[:-3],
             "temperature_min",
             "temperature_max",
             "temperature_default",
-            "enabled",
-            "order",
-            "is_default",
+            *_MODEL_FIELDS[-3:],
             "api_key",
             "clear_api_key",
         )
@@ -283,20 +290,7 @@ class ChatModelForm(_WriteOnlyKeyForm):
 class ChatModelInline(admin.TabularInline):
     model = ChatModel
     extra = 0
-    fields = (
-        "model_id",
-        "upstream_id",
-        "label",
-        "context_window",
-        "max_output",
-        "reasoning",
-        "reasoning_switch",
-        "web_search",
-        "vision",
-        "enabled",
-        "order",
-        "is_default",
-    )
+    fields = _MODEL_FIELDS
     show_change_link = True
 
 
