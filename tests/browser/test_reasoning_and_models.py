@@ -3,19 +3,23 @@ grouped by provider, and the per-conversation model settings.
 
 Most tests stand in for the API with hand-written answers (``page.route``) or, where the stream
 must arrive in steps the test controls, with a ``fetch`` wrapper installed before the page's own
-scripts; the last test goes through the whole real path.
+scripts; the last test goes through the whole real path: a DeepSeek provider row, the API, the
+reply engine and the loopback stand-in speaking DeepSeek's dialect.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from conversations.models import ChatModel, Conversation, Message, Provider
 from tests.factories import ConversationFactory
+from tests.upstream import UpstreamServer, make_dialect
 
 from .helpers import wait_until
 
@@ -580,4 +584,113 @@ def test_settings_for_a_new_chat_apply_when_it_starts(open_page, spark, user):
     expect(panel).to_be_visible()
     expect(page.locator("#settings-error")).to_have_text("设置未生效：温度必须在 0 到 1 之间。")
     expect(page.get_by_label("温度")).to_have_value("0.9")
+    b.watch.assert_clean()
+
+
+# --- the real path ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deepseek_server() -> Iterator[UpstreamServer]:
+    server = UpstreamServer(dialect=make_dialect("deepseek")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def deepseek(deepseek_server, settings) -> Iterator[UpstreamServer]:
+    """A DeepSeek provider with a reasoning model, pointed at the stand-in."""
+    deepseek_server.reset()
+    settings.LLM_READ_TIMEOUT = 5.0
+    settings.LLM_CONNECT_TIMEOUT = 2.0
+    provider = Provider(
+        name="deepseek", label="DeepSeek", dialect="deepseek", base_url=deepseek_server.url
+    )
+    provider.set_api_key("sk-deepseek-test")
+    provider.save()
+    ChatModel.objects.create(
+        provider=provider,
+        model_id="deepseek-reasoner",
+        upstream_id="deepseek-reasoner",
+        label="DeepSeek Reasoner",
+        reasoning=True,
+        reasoning_switch=True,
+        max_output=32768,
+        temperature_max=1.0,
+    )
+    yield deepseek_server
+    deepseek_server.reset()
+
+
+THOUGHT = "The sky scatters short blue wavelengths more than long red ones, so I say Rayleigh."
+
+
+def test_a_deepseek_reasoning_model_thinks_then_answers_through_the_real_path(
+    open_page, spark, deepseek, user
+):
+    b = open_page(user=user)
+    b.watch.allow_http_errors = True  # the refused temperature at the end is a 400
+    page = b.page
+    page.goto(b.url("/"))
+    picker = page.locator("#model-select")
+    expect(picker.locator("optgroup[label='DeepSeek'] option")).to_have_text(["DeepSeek Reasoner"])
+    expect(picker.locator("optgroup[label='iFlytek Spark'] option").first).to_have_text(
+        "Spark Lite"
+    )
+    picker.select_option("deepseek-reasoner")
+
+    send(
+        page,
+        f"Why is the sky blue? [[reasoning:{THOUGHT}]] [[interval:0.08]] "
+        "[[reply:Because of Rayleigh scattering.]]",
+    )
+    reply = page.locator("li.msg--assistant").last
+    reasoning = reply.locator(".reasoning")
+    # Thinking: the block is open and the reasoning arrives in it before any answer.
+    expect(reply.locator(".reasoning[open]")).to_have_count(1)
+    expect(reasoning.locator(".reasoning__body")).to_contain_text("The sky scatters")
+    expect(reasoning.locator(".reasoning__label")).to_have_text(re.compile(r"^Thinking… "))
+    assert "Rayleigh scattering" not in reply.locator(".msg__body").inner_text()
+    # Answering: folded under its duration, the answer below.
+    expect(reply.locator(".msg__body")).to_have_text(
+        "Because of Rayleigh scattering.", timeout=10_000
+    )
+    expect(reply.locator(".reasoning[open]")).to_have_count(0)
+    expect(reasoning.locator(".reasoning__label")).to_have_text(re.compile(r"^Thought for \d+ s$"))
+
+    saved = wait_until(lambda: Message.objects.filter(role="assistant", status="complete").first())
+    assert saved.reasoning == THOUGHT
+    assert saved.provider == "deepseek"
+    conversation = Conversation.objects.get()
+    assert conversation.model == "deepseek-reasoner"
+    assert deepseek.requests[-1]["json"]["model"] == "deepseek-reasoner"
+
+    # After a reload the saved reasoning is there, folded, with the saved duration.
+    page.reload()
+    reply = page.locator("li.msg--assistant").last
+    expect(reply.locator(".msg__body")).to_have_text("Because of Rayleigh scattering.")
+    expect(reply.locator(".reasoning[open]")).to_have_count(0)
+    seconds = max(1, round((saved.reasoning_ms or 0) / 1000))
+    expected = f"Thought for {seconds} s" if saved.reasoning_ms is not None else "Thought process"
+    expect(reply.locator(".reasoning__label")).to_have_text(expected)
+    reply.locator(".reasoning summary").click()
+    expect(reply.locator(".reasoning__body")).to_have_text(THOUGHT)
+
+    # The model's settings through the real API: its range refuses 1.5, its switch is saved.
+    expect(picker).to_have_value("deepseek-reasoner")
+    page.get_by_role("button", name="Conversation settings").click()
+    panel = page.locator("#settings-panel")
+    expect(page.locator("#setting-temperature-help")).to_have_text("From 0 to 1.")
+    page.get_by_label("Temperature").fill("1.5")
+    page.get_by_label("Deep thinking").select_option("off")
+    panel.get_by_role("button", name="Save").click()
+    expect(page.locator("#settings-error")).to_have_text(
+        "The temperature must be between 0 and 1 for DeepSeek Reasoner."
+    )
+    expect(page.get_by_label("Temperature")).to_have_value("1.5")
+    page.get_by_label("Temperature").fill("0.6")
+    panel.get_by_role("button", name="Save").click()
+    expect(page.locator("#settings-status")).to_have_text("Saved.")
+    conversation.refresh_from_db()
+    assert (conversation.temperature, conversation.reasoning) == (0.6, False)
     b.watch.assert_clean()
