@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "csp",
     "accounts",
+    "governance",
     "conversations",
 ]
 
@@ -309,6 +310,19 @@ SPARK_BASE_URL = env.str("SPARK_BASE_URL", default="https://spark-api-open.xf-yu
 SPARK_X_BASE_URL = env.str(
     "SPARK_X_BASE_URL", default=re.sub(r"/v1/?$", "/v2", SPARK_BASE_URL.rstrip("/"))
 )
+# Quotas (docs/governance.md): the site default policy's first values (unset: unlimited); staff
+# edit it in admin afterwards. Periods are calendar days, weeks and months in QUOTA_TIME_ZONE.
+def _optional_int(name: str) -> int | None:
+    value = env.str(name, default="").strip()
+    return int(value) if value else None
+
+
+QUOTA_DAILY_MESSAGES = _optional_int("QUOTA_DAILY_MESSAGES")
+QUOTA_DAILY_TOKENS = _optional_int("QUOTA_DAILY_TOKENS")
+QUOTA_MONTHLY_COST_CNY = env.str("QUOTA_MONTHLY_COST_CNY", default="").strip() or None
+QUOTA_TIME_ZONE = env.str("QUOTA_TIME_ZONE", default="Asia/Shanghai")
+# How often a worker re-reads policies and prices another worker's admin changed.
+POLICY_REFRESH_SECONDS = env.float("POLICY_REFRESH_SECONDS", default=1.0)
 # How often a worker looks for provider and model changes made in admin by another worker.
 CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=1.0)
 SPARK_MODELS = env.list(

@@ -17,6 +17,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from governance import pricing
+
 from . import catalog, selectors
 from .models import ChatModel, Conversation, Message, Provider
 from .shapes import conversation_data, message_data
@@ -59,6 +61,7 @@ class MessageInline(admin.TabularInline):
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
+        "cost_cny",
         "ttft_ms",
         "duration_ms",
         "replaced",
@@ -333,3 +336,24 @@ class ChatModelAdmin(admin.ModelAdmin):
     list_filter = ("provider", "enabled", "reasoning")
     search_fields = ("model_id", "label", "upstream_id")
     list_select_related = ("provider",)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        unpriced = unpriced_models()
+        if unpriced:
+            self.message_user(
+                request,
+                _("No price for: %(models)s. Their tokens count; their cost shows as unknown.")
+                % {"models": ", ".join(unpriced)},
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+
+def unpriced_models() -> list[str]:
+    """Models on offer without a price in force (governance's ModelPrice)."""
+    now = timezone.now()
+    return [
+        model_id
+        for model_id in catalog.current().models
+        if pricing.cached_price_in_force(model_id, now) is None
+    ]

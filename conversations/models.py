@@ -163,6 +163,15 @@ class Message(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Quotas (docs/governance.md): what a reply in flight holds against its owner's limits, then
+    # what it was charged (0 when it failed upstream) and its cost at the price then in force
+    # (null: the model had no price).
+    held_tokens = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    held_cost_cny = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, editable=False
+    )
+    charged_tokens = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    cost_cny = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # The content's token estimate (selectors.estimate_tokens), written with the content, so

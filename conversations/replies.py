@@ -19,6 +19,7 @@ Replies left ``streaming`` by a worker that died are settled by ``recovery.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -38,8 +40,11 @@ from django.utils import timezone
 from accounts.models import User
 from chatsite.errors import AppError, Conflict, RateLimited, UserInactive
 from chatsite.ratelimit import parse_rate
+from governance import periods as calendar
+from governance import policy as policies
+from governance import pricing
 
-from . import catalog, metrics, recovery, selectors
+from . import catalog, metrics, quota, recovery, selectors
 from .llm import dialects
 from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
 from .llm.exceptions import LLMError
@@ -107,6 +112,8 @@ class Reply:
         history: list[ChatMessage],
         model: ModelInfo | None = None,
         options: ChatOptions | None = None,
+        price: Any = None,
+        notice: dict[str, Any] | None = None,
     ) -> None:
         self.conversation = conversation
         self.user_message = user_message
@@ -114,6 +121,8 @@ class Reply:
         self.history = history
         self.model = model or catalog.current().model(conversation.model)
         self.options = options
+        self.price = price  # the model's price in force when the reply was made (or None)
+        self.notice = notice  # e.g. the reply's maximum lowered to the quota that remains
         self._started = time.monotonic()
         self._parts: list[str] = []
         self._reasoning: list[str] = []
@@ -146,13 +155,45 @@ class Reply:
                 f"This conversation's model {model!r} is no longer offered; choose another.",
                 code="unknown_model",
             ) from None
+        policy = policies.for_user(conversation.user_id)
+        if not policy.allows(model):
+            raise AppError(
+                f"Your group may not use the model {model!r}; choose another.",
+                code="model_not_allowed",
+                status_code=403,
+            )
+        options = options_for(conversation, info)
+        now = timezone.now()
+        price = pricing.cached_price_in_force(model, now)
+        holder = None
+        if not policy.unlimited:
+            reserve = min(options.max_tokens or info.max_tokens, info.context_window // 2)
+
+            def holder(new_tokens: int) -> quota.Hold:
+                # Inside the turn's transaction: what the user used, with every hold in flight.
+                periods = calendar.current(now)
+                used = selectors.usage_since(
+                    user_id=conversation.user_id, starts={p.name: p.start for p in periods}
+                )
+                prompt = selectors.conversation_token_estimate(conversation=conversation)
+                return quota.hold(
+                    policy,
+                    used,
+                    periods,
+                    prompt_tokens=min(prompt + new_tokens, info.context_window - reserve),
+                    max_output=options.max_tokens or info.max_tokens,
+                    price=price,
+                    now=now,
+                )
+
         for attempt in (1, 2):
             try:
-                user_message, assistant = _save_turn(
+                user_message, assistant, held = _save_turn(
                     conversation=conversation,
                     content=content,
                     regenerate=regenerate,
                     provider=info.provider,
+                    holder=holder,
                 )
                 break
             except _ReplyInProgress:
@@ -163,7 +204,10 @@ class Reply:
                         "A reply is already being written in this conversation.",
                         code="reply_in_progress",
                     ) from None
-        options = options_for(conversation, info)
+        notice = None
+        if held is not None and held.max_tokens < (options.max_tokens or info.max_tokens):
+            options = dataclasses.replace(options, max_tokens=held.max_tokens)
+            notice = {"code": "max_tokens_lowered", "max_tokens": held.max_tokens}
         reserve = min(
             options.max_tokens or settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4
         )
@@ -180,14 +224,19 @@ class Reply:
             history=history,
             model=info,
             options=options,
+            price=price,
+            notice=notice,
         )
 
     def start_data(self) -> dict[str, Any]:
         """The two saved messages, as the ``start`` frame and the JSON answer show them."""
-        return {
+        data = {
             "user_message": message_data(self.user_message) if self.user_message else None,
             "assistant_message": message_data(self.message),
         }
+        if self.notice:
+            data["notice"] = self.notice
+        return data
 
     # --- step 3 and 4 without streaming ---------------------------------------------------------
 
@@ -364,6 +413,27 @@ class Reply:
             if item not in self._references:
                 self._references.append(item)
 
+    def _charge(self, message: Message) -> None:
+        """Settle the hold: a reply that failed upstream is charged nothing; one the client left
+        is charged for what was produced (estimated when the provider sent no usage)."""
+        if message.status == Message.Status.ERROR:
+            message.charged_tokens = 0
+            message.cost_cny = Decimal(0)
+            return
+        if self._usage is not None:
+            prompt, completion = self._usage.prompt_tokens, self._usage.completion_tokens
+            total, cached = self._usage.total_tokens, self._usage.cached_tokens
+        else:
+            prompt = sum(selectors.estimate_tokens(m.content) for m in self.history)
+            completion = selectors.estimate_tokens(message.content) + (
+                selectors.estimate_tokens(message.reasoning) if message.reasoning else 0
+            )
+            total, cached = prompt + completion, 0
+        message.charged_tokens = total
+        message.cost_cny = pricing.cost(
+            self.price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached
+        )
+
     def _add(self, text: str) -> None:
         if text:
             self._first_token()
@@ -384,6 +454,7 @@ class Reply:
             message.references = list(self._references)
             message.token_estimate = selectors.estimate_tokens(message.content.strip())
             message.status = outcome.status
+            self._charge(message)
             message.error_code = error.code if error else outcome.code
             message.error_detail = error.detail if error else outcome.detail
             message.sid = (error.sid if error else "") or self._sid
@@ -490,8 +561,13 @@ def options_for(conversation: Conversation, info: ModelInfo) -> ChatOptions:
 
 
 def _save_turn(
-    *, conversation: Conversation, content: str | None, regenerate: bool, provider: str = ""
-) -> tuple[Message | None, Message]:
+    *,
+    conversation: Conversation,
+    content: str | None,
+    regenerate: bool,
+    provider: str = "",
+    holder: Any = None,
+) -> tuple[Message | None, Message, quota.Hold | None]:
     """Step 1, one short transaction: the user's message and a ``streaming`` reply.
 
     The chat rate limit is counted from the replies this transaction already reads, so sending
@@ -517,6 +593,8 @@ def _save_turn(
             raise _rate_limited(conversation, since, window)
         if state.streaming:
             raise _ReplyInProgress
+        # The quota hold (docs/governance.md): raises QuotaExceeded, rolling the turn back.
+        held = holder(selectors.estimate_tokens(content) if content else 0) if holder else None
         last_seq = state.last_seq
         user_message = None
         if regenerate:
@@ -549,6 +627,8 @@ def _save_turn(
             model=model,
             provider=provider,
             worker=recovery.this_worker(),
+            held_tokens=held.tokens if held else None,
+            held_cost_cny=held.cost_cny if held else None,
         )
         # Both rows in one INSERT: one round trip fewer inside the write lock.
         Message.objects.bulk_create([m for m in (user_message, assistant) if m is not None])
@@ -558,4 +638,4 @@ def _save_turn(
             updates["title"] = conversation.title
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
         conversation.updated_at = now
-    return user_message, assistant
+    return user_message, assistant, held

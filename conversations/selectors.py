@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
@@ -23,9 +25,13 @@ from django.db.models import (
     Sum,
 )
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import User
 from chatsite.errors import NotFound, UserInactive
+from governance import periods as calendar
+from governance import policy as policies
+from governance.models import KINDS
 
 from . import catalog
 from .llm.base import ChatMessage
@@ -70,16 +76,21 @@ def model_data(info: Any, *, configured: bool) -> dict[str, Any]:
     }
 
 
-def model_list() -> list[dict[str, Any]]:
-    """The models on offer, each saying whether it has a key; ``LLMNotConfigured`` if none has."""
+def model_list(*, user_id: Any = None) -> list[dict[str, Any]]:
+    """The models on offer to the user (their group's), each saying whether it has a key;
+    ``LLMNotConfigured`` if none has."""
     models = catalog.current()
+    policy = policies.for_user(user_id) if user_id is not None else None
     listed = [
         model_data(info, configured=models.is_configured(info.id))
         for info in models.models.values()
+        if policy is None or policy.allows(info.id)
     ]
     if not any(item["configured"] for item in listed):
         raise LLMNotConfigured()
     default = models.default_model()
+    if policy is not None and not policy.allows(default) and listed:
+        default = listed[0]["id"]
     for item in listed:
         item["default"] = item["id"] == default
     return listed
@@ -231,6 +242,121 @@ def turn_state(*, conversation: Conversation, since: datetime, limit: int) -> Tu
         user_active=bool(active),
         recent_replies=recent or 0,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Used:
+    messages: int
+    tokens: int  # charged, plus what replies in flight hold
+    cost_cny: Decimal
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def usage_since(*, user_id: Any, starts: dict[str, datetime]) -> dict[str, Used]:
+    """What the user used since each start (``{"day": ..., "week": ..., "month": ...}``), in one
+    statement: replies that failed upstream count nothing; a reply in flight counts what it holds.
+
+    Every reply touches its conversation's ``updated_at``, so only conversations updated since the
+    earliest start are joined (the index on (user, updated_at) bounds it).
+    """
+    messages = connection.ops.quote_name(Message._meta.db_table)
+    conversations = connection.ops.quote_name(Conversation._meta.db_table)
+    earliest = min(starts.values())
+    names = list(starts)
+    columns = []
+    params: list[Any] = []
+    streaming = f"'{Message.Status.STREAMING.value}'"
+    for name in names:
+        since = connection.ops.adapt_datetimefield_value(starts[name])
+        inside = "m.created_at >= %s"
+        columns += [
+            f"SUM(CASE WHEN {inside} THEN 1 ELSE 0 END)",
+            f"SUM(CASE WHEN {inside} THEN (CASE WHEN m.status = {streaming}"
+            " THEN COALESCE(m.held_tokens, 0) ELSE COALESCE(m.charged_tokens, 0) END) ELSE 0 END)",
+            f"SUM(CASE WHEN {inside} THEN (CASE WHEN m.status = {streaming}"
+            " THEN COALESCE(m.held_cost_cny, 0) ELSE COALESCE(m.cost_cny, 0) END) ELSE 0 END)",
+            f"SUM(CASE WHEN {inside} THEN COALESCE(m.prompt_tokens, 0) ELSE 0 END)",
+            f"SUM(CASE WHEN {inside} THEN COALESCE(m.completion_tokens, 0) ELSE 0 END)",
+        ]
+        params += [since] * 5
+    earliest_value = connection.ops.adapt_datetimefield_value(earliest)
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {messages} m"  # noqa: S608  # nosec B608 - quoted names; values are parameters
+        f" JOIN {conversations} c ON m.conversation_id = c.id"
+        " WHERE c.user_id = %s AND c.updated_at >= %s AND m.role = %s AND m.created_at >= %s"
+        " AND m.status <> %s"
+    )
+    params += [
+        user_id,
+        earliest_value,
+        Message.Role.ASSISTANT,
+        earliest_value,
+        Message.Status.ERROR,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone() or ()
+    used = {}
+    for index, name in enumerate(names):
+        values = row[index * 5 : index * 5 + 5] if row else (0,) * 5
+        used[name] = Used(
+            messages=int(values[0] or 0),
+            tokens=int(values[1] or 0),
+            # SQLite sums decimals as floats: back to a millionth of a yuan.
+            cost_cny=Decimal(str(values[2] or 0)).quantize(Decimal("0.000001")),
+            prompt_tokens=int(values[3] or 0),
+            completion_tokens=int(values[4] or 0),
+        )
+    return used
+
+
+def usage_report(*, user_id: Any, now: datetime | None = None) -> dict[str, Any]:
+    """``GET /api/usage/``: each period's start, reset, use, limits and what remains."""
+    now = now or timezone.now()
+    policy = policies.for_user(user_id)
+    periods = calendar.current(now)
+    used = usage_since(user_id=user_id, starts={p.name: p.start for p in periods})
+    report: dict[str, Any] = {"time_zone": str(settings.QUOTA_TIME_ZONE)}
+    for period in periods:
+        spent = used[period.name]
+        limits = {kind: policy.limits[f"{period.name}_{kind}"] for kind in KINDS}
+        amounts: dict[str, Any] = {
+            "messages": spent.messages,
+            "tokens": spent.tokens,
+            "cost_cny": spent.cost_cny,
+        }
+        remaining = {
+            kind: None if limit is None else max(limit - amounts[kind], 0)
+            for kind, limit in limits.items()
+        }
+        report[period.name] = {
+            "start": period.start.isoformat(),
+            "resets_at": period.resets_at.isoformat(),
+            "used": {
+                "messages": spent.messages,
+                "prompt_tokens": spent.prompt_tokens,
+                "completion_tokens": spent.completion_tokens,
+                "tokens": spent.tokens,
+                "cost_cny": str(spent.cost_cny),
+            },
+            "limits": {k: _decimal_text(v) for k, v in limits.items()},
+            "remaining": {k: _decimal_text(v) for k, v in remaining.items()},
+        }
+    return report
+
+
+def _decimal_text(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def conversation_token_estimate(*, conversation: Conversation) -> int:
+    """The conversation's visible messages' token estimates, summed: the prompt a new turn may
+    send, before trimming (the quota hold's estimate)."""
+    total = Message.objects.filter(conversation=conversation, replaced=False).aggregate(
+        total=Sum("token_estimate")
+    )["total"]
+    return int(total or 0)
 
 
 def oldest_reply_since(*, user_id: Any, since: datetime) -> datetime | None:

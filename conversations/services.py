@@ -5,18 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from chatsite.errors import AppError
+from governance import policy as policies
 
 from . import catalog
 from .llm.base import ModelInfo
 from .models import Conversation
 
 
-def _validated_model(model: str | None) -> str:
+def _validated_model(model: str | None, user_id: Any) -> str:
     models = catalog.current()
+    policy = policies.for_user(user_id)
     if not model:
-        return models.default_model()
+        default = models.default_model()
+        if policy.allows(default):
+            return default
+        # The site's default is not for this user's group: their first allowed model.
+        return next((m for m in models.models if policy.allows(m)), default)
     if model not in models.models:
         raise AppError(f"Unknown model {model!r}.", code="unknown_model")
+    if not policy.allows(model):
+        raise AppError(
+            f"Your group may not use the model {model!r}.",
+            code="model_not_allowed",
+            status_code=403,
+        )
     return model
 
 
@@ -92,7 +104,10 @@ def conversation_create(
     ``parameters``: temperature, max_tokens, reasoning, web_search (None = the model's default).
     """
     conversation = Conversation(
-        user=user, title=title.strip(), model=_validated_model(model), system_prompt=system_prompt
+        user=user,
+        title=title.strip(),
+        model=_validated_model(model, user.pk),
+        system_prompt=system_prompt,
     )
     _apply_parameters(conversation, parameters, model_changed=False)
     conversation.save(force_insert=True)
@@ -112,7 +127,7 @@ def conversation_update(
         conversation.title = title.strip()
         fields.append("title")
     if model is not None:
-        conversation.model = _validated_model(model)
+        conversation.model = _validated_model(model, conversation.user_id)
         fields.append("model")
     if system_prompt is not None:
         conversation.system_prompt = system_prompt

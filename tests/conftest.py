@@ -8,6 +8,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from conversations import catalog
+from governance import policy, pricing
 from tests.factories import UserFactory
 from tests.spark_server import SparkServer
 
@@ -40,6 +41,8 @@ def _clear_cache() -> Iterator[None]:
         cache.clear()
     # A test's providers and models are rolled back with its transaction, which sends no signal.
     catalog.invalidate()
+    policy.invalidate()
+    pricing.invalidate()
 
 
 @pytest.fixture

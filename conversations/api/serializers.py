@@ -123,6 +123,9 @@ class MessageOutputSerializer(serializers.Serializer):
     error_detail = serializers.CharField()
     sid = serializers.CharField()
     usage = UsageSerializer(allow_null=True)
+    cost_cny = serializers.CharField(
+        allow_null=True, help_text="A decimal string; null: unpriced model or still streaming"
+    )
     ttft_ms = serializers.IntegerField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -173,3 +176,32 @@ class MessagePageSerializer(serializers.Serializer):
 class ReplyOutputSerializer(serializers.Serializer):
     user_message = MessageOutputSerializer(allow_null=True)
     assistant_message = MessageOutputSerializer()
+
+
+class UsedSerializer(serializers.Serializer):
+    messages = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="Charged tokens, with what replies in flight hold")
+    cost_cny = serializers.CharField(help_text="A decimal string")
+
+
+class LimitsSerializer(serializers.Serializer):
+    messages = serializers.IntegerField(allow_null=True)
+    tokens = serializers.IntegerField(allow_null=True)
+    cost_cny = serializers.CharField(allow_null=True, help_text="A decimal string")
+
+
+class PeriodUsageSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    resets_at = serializers.DateTimeField()
+    used = UsedSerializer()
+    limits = LimitsSerializer(help_text="null: no limit")
+    remaining = LimitsSerializer(help_text="null: no limit")
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    time_zone = serializers.CharField()
+    day = PeriodUsageSerializer()
+    week = PeriodUsageSerializer()
+    month = PeriodUsageSerializer()

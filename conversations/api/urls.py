@@ -6,6 +6,7 @@ app_name = "conversations-api"
 
 urlpatterns = [
     path("models/", views.ModelListApi.as_view(), name="models"),
+    path("usage/", views.UsageApi.as_view(), name="usage"),
     path("conversations/", views.ConversationListApi.as_view(), name="conversation-list"),
     path(
         "conversations/<uuid:conversation_id>/",

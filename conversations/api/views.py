@@ -31,11 +31,13 @@ from .serializers import (
     ModelOutputSerializer,
     RegenerateInputSerializer,
     ReplyOutputSerializer,
+    UsageOutputSerializer,
 )
 
 # Documented in the schema (chatsite/api/schema.py): sending is rate limited, refused while a
 # reply is in progress, and may fail with the model service.
-REPLY_ERROR_STATUSES = {"POST": (409, 429, 502, 503, 504)}
+# 403: the user's group may not use the conversation's model; 429: rate limit or quota.
+REPLY_ERROR_STATUSES = {"POST": (403, 409, 429, 502, 503, 504)}
 
 
 if TYPE_CHECKING:
@@ -59,16 +61,27 @@ def _owned_conversation(
     )
 
 
+class UsageApi(APIView):
+    """The caller's own usage and what remains, today, this week and this month."""
+
+    @extend_schema(responses=UsageOutputSerializer)
+    def get(self, request: Request) -> Response:
+        selectors.user_check(user_id=request.user.pk)
+        return Response(selectors.usage_report(user_id=request.user.pk))
+
+
 class ModelListApi(APIView):
     error_statuses = {"GET": (503,)}  # no model configured
 
     @extend_schema(responses=ModelOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(ModelOutputSerializer(selectors.model_list(), many=True).data)
+        models = selectors.model_list(user_id=request.user.pk)
+        return Response(ModelOutputSerializer(models, many=True).data)
 
 
 class ConversationListApi(generics.GenericAPIView):
     serializer_class = ConversationOutputSerializer
+    error_statuses = {"POST": (403,)}  # a model the user's group may not use
 
     def get_queryset(self) -> Any:
         return selectors.conversation_list(
@@ -100,6 +113,8 @@ class ConversationListApi(generics.GenericAPIView):
 
 
 class ConversationDetailApi(APIView):
+    error_statuses = {"PATCH": (403,)}  # a model the user's group may not use
+
     @extend_schema(responses=ConversationOutputSerializer)
     def get(self, request: Request, conversation_id: Any) -> Response:
         conversation = _owned_conversation(request, conversation_id)

@@ -42,6 +42,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the provider served from its cache (cheaper)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,20 @@ def _usage_from(payload: Mapping[str, Any]) -> Usage | None:
         total = int(usage.get("total_tokens") or (prompt + completion))
     except (TypeError, ValueError):
         return None
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    if cached is None:
+        cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek
+    try:
+        cached_tokens = int(cached or 0)
+    except (TypeError, ValueError):
+        cached_tokens = 0
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cached_tokens=cached_tokens,
+    )
 
 
 def _first_choice(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
