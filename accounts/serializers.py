@@ -28,7 +28,7 @@ class UsernameField(StrictCharField):
 
 class PasswordField(StrictCharField):
     """A new password, kept as sent, judged by the password validators (AUTH_PASSWORD_VALIDATORS)
-    in ``accounts.services.user_create``: a refusal is a 400 ``password_invalid``.
+    in ``accounts.services.user_register``: a refusal is a 400 ``password_invalid``.
 
     The schema states what of them a schema can: the minimum length and "not only the digits 0-9".
     A common password, one too like the username or email, or one of other digits only (Python's
@@ -58,6 +58,9 @@ class RegisterInputSerializer(serializers.Serializer):
     username = UsernameField(max_length=150)
     password = PasswordField()
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    # Required in invite mode (400 invite_required); in open and approval modes an optional code
+    # that puts the user in its group (and approves the account at once).
+    invite = StrictCharField(required=False, allow_blank=True, max_length=64)
 
     def validate_username(self, value: str) -> str:
         try:

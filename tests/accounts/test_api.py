@@ -423,7 +423,18 @@ def test_schema_valid_registrations_are_accepted_or_refused_with_a_documented_co
     settings.REGISTER_RATE_LIMIT = "100000/m"
     schema = openapi(anon)
     documented = documented_codes(schema["paths"]["/api/auth/register/"]["post"])
-    assert documented == {"password_invalid", "username_taken", "username_invalid"}
+    assert documented == {
+        "password_invalid",
+        "username_taken",
+        "username_invalid",
+        # The sign-up settings' refusals (docs/signup.md); in the default open mode a random
+        # invite code is invite_invalid.
+        "invite_required",
+        "invite_invalid",
+        "email_domain_not_allowed",
+    }
+    forbidden = documented_codes(schema["paths"]["/api/auth/register/"]["post"], status=403)
+    assert forbidden == {"signup_closed"}
 
     statuses = set()
     for case in schema_valid_cases(schema, "/api/auth/register/", "POST"):
