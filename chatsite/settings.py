@@ -306,10 +306,11 @@ CONTENT_SECURITY_POLICY = {
 # --- Models and providers ---------------------------------------------------------------------
 SPARK_API_PASSWORD = env.str("SPARK_API_PASSWORD", default="")
 SPARK_BASE_URL = env.str("SPARK_BASE_URL", default="https://spark-api-open.xf-yun.com/v1")
-# Spark X models (spark-x, x1) are served from /v2 (docs/providers.md, "Spark").
-SPARK_X_BASE_URL = env.str(
-    "SPARK_X_BASE_URL", default=re.sub(r"/v1/?$", "/v2", SPARK_BASE_URL.rstrip("/"))
-)
+# Spark X models (spark-x, x1) are served from /v2 (docs/providers.md, "Spark"); empty: derived
+# from SPARK_BASE_URL when the catalog is built (its /v1 replaced by /v2).
+SPARK_X_BASE_URL = env.str("SPARK_X_BASE_URL", default="")
+
+
 # Quotas (docs/governance.md): the site default policy's first values (unset: unlimited); staff
 # edit it in admin afterwards. Periods are calendar days, weeks and months in QUOTA_TIME_ZONE.
 def _optional_int(name: str) -> int | None:

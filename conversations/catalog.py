@@ -18,6 +18,7 @@ and last change times with the ones the catalog was built from.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -141,10 +142,12 @@ def _env_providers() -> tuple[list[ModelInfo], list[ProviderConfig], dict[str, s
         "env:spark", ENV_PROVIDER, dialects.SPARK.label, "spark", settings.SPARK_BASE_URL,
         *timeouts, keys=keys,
     )  # fmt: skip
+    v2_url = settings.SPARK_X_BASE_URL or re.sub(
+        r"/v1/?$", "/v2", str(settings.SPARK_BASE_URL).rstrip("/")
+    )
     v2 = ProviderConfig(
-        "env:spark-v2", ENV_PROVIDER, dialects.SPARK.label, "spark", settings.SPARK_X_BASE_URL,
-        *timeouts, keys=keys,
-    )  # fmt: skip
+        "env:spark-v2", ENV_PROVIDER, dialects.SPARK.label, "spark", v2_url, *timeouts, keys=keys
+    )
     models, provider_of = [], {}
     for order, model_id in enumerate(settings.SPARK_MODELS):
         label, window, max_tokens, extra = SPARK_MODELS.get(

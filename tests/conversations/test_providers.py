@@ -173,6 +173,8 @@ def test_spark_x_is_served_from_v2(spark, settings):
 
     assert catalog.provider_for("spark-x").base_url == "http://127.0.0.1:9/v2"
     assert catalog.provider_for("lite").base_url == spark.url
+    settings.SPARK_X_BASE_URL = ""  # derived from SPARK_BASE_URL, as it is when it changes
+    assert catalog.provider_for("spark-x").base_url == spark.url.removesuffix("/v1") + "/v2"
     info = catalog.current().model("spark-x")
     assert info.reasoning
     assert info.reasoning_switch

@@ -379,3 +379,28 @@ def test_the_log_line_names_the_provider_and_its_own_code(api, chat, caplog):
     assert fields["code"] == "upstream_quota_exhausted"
     assert fields["upstream_code"] == "Arrearage"
     assert "sk-qwen-test" not in caplog.text
+
+
+def test_spark_x_from_the_environment_alone_reasons_on_v2(api, user, settings):
+    """``SPARK_MODELS`` with spark-x and a key: the newcomer's path, no provider row."""
+    from tests.upstream import SparkXDialect, UpstreamServer
+
+    server = UpstreamServer(dialect=SparkXDialect()).start()
+    try:
+        assert server.url.endswith("/v2")
+        settings.SPARK_BASE_URL = server.url.removesuffix("/v2") + "/v1"
+        settings.SPARK_MODELS = ["lite", "spark-x"]
+        settings.SPARK_API_PASSWORD = "key:secret"
+        conversation = ConversationFactory(user=user, model="spark-x")
+
+        events = frames(send(api, conversation, f"hi [[reasoning]] {REPLY}"))
+
+        assert server.requests[-1]["path"] == "/v2/chat/completions"
+        assert "stream_options" not in server.requests[-1]["json"]
+        assert [k for k, _ in events].count("reasoning") >= 1
+        message = reply_of(conversation)
+        assert message.reasoning == DEFAULT_REASONING
+        assert message.content == "alpha beta gamma delta"
+        assert message.total_tokens
+    finally:
+        server.stop()
