@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from governance import pricing
 
-from . import catalog, selectors
+from . import admin_dashboard, catalog, selectors
 from .models import ChatModel, Conversation, Message, Provider
 from .shapes import conversation_data, message_data
 
@@ -156,6 +156,10 @@ class ConversationAdmin(admin.ModelAdmin):
             # Django answers a bad date-hierarchy value (?created_at__year=0) with "?e=1", but a
             # year past C's integer range raises OverflowError: a 500. Answer it the same way.
             return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+
+    def get_urls(self) -> list[Any]:
+        # The usage dashboard (conversations/admin_dashboard.py) lives under this admin's URLs.
+        return admin_dashboard.urls(self.admin_site) + super().get_urls()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return selectors.conversation_stats().select_related("user")
