@@ -170,12 +170,16 @@ class Reply:
             reserve = min(options.max_tokens or info.max_tokens, info.context_window // 2)
 
             def holder(new_tokens: int) -> quota.Hold:
-                # Inside the turn's transaction: what the user used, with every hold in flight.
-                periods = calendar.current(now)
-                used = selectors.usage_since(
-                    user_id=conversation.user_id, starts={p.name: p.start for p in periods}
+                # Inside the turn's transaction: what the user used, with every hold in flight,
+                # over the periods that have a limit only, and the conversation's prompt size
+                # when tokens or cost are limited: one statement.
+                periods = [p for p in calendar.current(now) if policy.limited_kinds(p.name)]
+                used, prompt = selectors.usage_since(
+                    user_id=conversation.user_id,
+                    starts={p.name: p.start for p in periods},
+                    tokens_of=conversation if policy.limits_size() else None,
+                    kinds={p.name: policy.limited_kinds(p.name) for p in periods},
                 )
-                prompt = selectors.conversation_token_estimate(conversation=conversation)
                 return quota.hold(
                     policy,
                     used,

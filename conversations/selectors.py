@@ -253,12 +253,26 @@ class Used:
     completion_tokens: int
 
 
-def usage_since(*, user_id: Any, starts: dict[str, datetime]) -> dict[str, Used]:
+_USAGE_KINDS = ("messages", "tokens", "cost_cny", "prompt_tokens", "completion_tokens")
+
+
+def usage_since(
+    *,
+    user_id: Any,
+    starts: dict[str, datetime],
+    tokens_of: Conversation | None = None,
+    kinds: dict[str, set[str]] | None = None,
+) -> tuple[dict[str, Used], int]:
     """What the user used since each start (``{"day": ..., "week": ..., "month": ...}``), in one
     statement: replies that failed upstream count nothing; a reply in flight counts what it holds.
+    With ``tokens_of``, the same statement also sums that conversation's token estimates (the
+    prompt a new turn may send), returned second (0 without).
 
     Every reply touches its conversation's ``updated_at``, so only conversations updated since the
-    earliest start are joined (the index on (user, updated_at) bounds it).
+    earliest start are joined (the index on (user, updated_at) bounds it): pass only the periods
+    that have a limit. ``kinds`` narrows what is summed for each period (``{"day":
+    {"messages"}}``: only the day's message count; the rest reads 0): each sum costs a pass of
+    CASE expressions over the rows.
     """
     messages = connection.ops.quote_name(Message._meta.db_table)
     conversations = connection.ops.quote_name(Conversation._meta.db_table)
@@ -267,19 +281,35 @@ def usage_since(*, user_id: Any, starts: dict[str, datetime]) -> dict[str, Used]
     columns = []
     params: list[Any] = []
     streaming = f"'{Message.Status.STREAMING.value}'"
+    expressions = {
+        "messages": "1",
+        "tokens": f"CASE WHEN m.status = {streaming} THEN COALESCE(m.held_tokens, 0)"
+        " ELSE COALESCE(m.charged_tokens, 0) END",
+        "cost_cny": f"CASE WHEN m.status = {streaming} THEN COALESCE(m.held_cost_cny, 0)"
+        " ELSE COALESCE(m.cost_cny, 0) END",
+        "prompt_tokens": "COALESCE(m.prompt_tokens, 0)",
+        "completion_tokens": "COALESCE(m.completion_tokens, 0)",
+    }
     for name in names:
         since = connection.ops.adapt_datetimefield_value(starts[name])
-        inside = "m.created_at >= %s"
-        columns += [
-            f"SUM(CASE WHEN {inside} THEN 1 ELSE 0 END)",
-            f"SUM(CASE WHEN {inside} THEN (CASE WHEN m.status = {streaming}"
-            " THEN COALESCE(m.held_tokens, 0) ELSE COALESCE(m.charged_tokens, 0) END) ELSE 0 END)",
-            f"SUM(CASE WHEN {inside} THEN (CASE WHEN m.status = {streaming}"
-            " THEN COALESCE(m.held_cost_cny, 0) ELSE COALESCE(m.cost_cny, 0) END) ELSE 0 END)",
-            f"SUM(CASE WHEN {inside} THEN COALESCE(m.prompt_tokens, 0) ELSE 0 END)",
-            f"SUM(CASE WHEN {inside} THEN COALESCE(m.completion_tokens, 0) ELSE 0 END)",
+        wanted = kinds.get(name, set()) if kinds is not None else set(_USAGE_KINDS)
+        for kind in _USAGE_KINDS:
+            if kind in wanted:
+                columns.append(
+                    f"SUM(CASE WHEN m.created_at >= %s THEN {expressions[kind]} ELSE 0 END)"
+                )
+                params.append(since)
+            else:
+                columns.append("0")
+    if tokens_of is not None:
+        columns.append(
+            f"(SELECT COALESCE(SUM(token_estimate), 0) FROM {messages}"  # noqa: S608  # nosec B608 - quoted names; values are parameters
+            " WHERE conversation_id = %s AND replaced = %s)"
+        )
+        params += [
+            Message._meta.get_field("conversation").get_db_prep_value(tokens_of.pk, connection),
+            False,
         ]
-        params += [since] * 5
     earliest_value = connection.ops.adapt_datetimefield_value(earliest)
     sql = (
         f"SELECT {', '.join(columns)} FROM {messages} m"  # noqa: S608  # nosec B608 - quoted names; values are parameters
@@ -308,7 +338,8 @@ def usage_since(*, user_id: Any, starts: dict[str, datetime]) -> dict[str, Used]
             prompt_tokens=int(values[3] or 0),
             completion_tokens=int(values[4] or 0),
         )
-    return used
+    tokens = int(row[-1] or 0) if tokens_of is not None and row else 0
+    return used, tokens
 
 
 def usage_report(*, user_id: Any, now: datetime | None = None) -> dict[str, Any]:
@@ -316,7 +347,7 @@ def usage_report(*, user_id: Any, now: datetime | None = None) -> dict[str, Any]
     now = now or timezone.now()
     policy = policies.for_user(user_id)
     periods = calendar.current(now)
-    used = usage_since(user_id=user_id, starts={p.name: p.start for p in periods})
+    used, _ = usage_since(user_id=user_id, starts={p.name: p.start for p in periods})
     report: dict[str, Any] = {"time_zone": str(settings.QUOTA_TIME_ZONE)}
     for period in periods:
         spent = used[period.name]
@@ -348,15 +379,6 @@ def usage_report(*, user_id: Any, now: datetime | None = None) -> dict[str, Any]
 
 def _decimal_text(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
-
-
-def conversation_token_estimate(*, conversation: Conversation) -> int:
-    """The conversation's visible messages' token estimates, summed: the prompt a new turn may
-    send, before trimming (the quota hold's estimate)."""
-    total = Message.objects.filter(conversation=conversation, replaced=False).aggregate(
-        total=Sum("token_estimate")
-    )["total"]
-    return int(total or 0)
 
 
 def oldest_reply_since(*, user_id: Any, since: datetime) -> datetime | None:

@@ -38,6 +38,24 @@ class EffectivePolicy:
     def unlimited(self) -> bool:
         return all(value is None for value in self.limits.values())
 
+    def limited_kinds(self, period: str) -> set[str]:
+        """What is limited in ``period`` ("day", "week", "month"): some of "messages", "tokens",
+        "cost_cny"; empty when nothing is."""
+        prefix = period + "_"
+        return {
+            name.removeprefix(prefix)
+            for name, value in self.limits.items()
+            if name.startswith(prefix) and value is not None
+        }
+
+    def limits_size(self) -> bool:
+        """Whether tokens or cost are limited (the hold then needs the prompt's size)."""
+        return any(
+            value is not None
+            for name, value in self.limits.items()
+            if not name.endswith("_messages")
+        )
+
     def allows(self, model_id: str) -> bool:
         return self.allowed_models is None or model_id in self.allowed_models
 

@@ -336,3 +336,45 @@ def test_a_stream_start_frame_says_when_the_maximum_was_lowered(api, user, spark
 
     assert frames[0][0] == "start"
     assert frames[0][1]["notice"]["code"] == "max_tokens_lowered"
+
+
+def test_a_change_to_a_users_groups_in_admin_is_recorded_with_its_author(client):
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    member = UserFactory(username="member-ann")
+    teachers = Group.objects.create(name="teachers")
+    member.groups.add(Group.objects.create(name="students"))  # outside a request: no author
+
+    response = client.post(
+        f"/admin/accounts/user/{member.pk}/change/",
+        {
+            "username": member.username,
+            "password": member.password,
+            "is_active": "on",
+            "approval_status": "approved",
+            "groups": [teachers.pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "initial-date_joined_0": "2026-01-01",
+            "initial-date_joined_1": "00:00:00",
+        },
+    )
+
+    assert response.status_code in (200, 302)
+    changes = list(
+        PolicyChange.objects.filter(target="groups of user member-ann").order_by("at", "pk")
+    )
+    assert changes[0].actor is None
+    assert changes[0].after == {"groups": ["students"]}
+    by_staff = [c for c in changes if c.actor == staff]
+    assert by_staff, [(c.actor, c.before, c.after) for c in changes]
+    assert by_staff[-1].after == {"groups": ["teachers"]}
+
+
+def test_no_api_lets_a_user_change_their_own_limits_or_groups(api, user, spark):
+    for method in ("put", "patch", "post", "delete"):
+        assert (
+            getattr(api, method)("/api/auth/me/", {"groups": [1]}, format="json").status_code == 405
+        )
+        assert getattr(api, method)("/api/usage/", {"used": 0}, format="json").status_code == 405
+    assert not user.groups.exists()
