@@ -48,12 +48,14 @@ def _membership_changed(
     if action not in ("pre_clear", "post_add", "post_remove", "post_clear"):
         return
     if reverse:  # group.user_set.add(...): record it on each user
-        users = get_user_model().objects.filter(pk__in=pk_set or ())
         if action == "pre_clear":
             instance._audit_members = list(instance.user_set.all())
             return
-        if action == "post_clear":
-            users = getattr(instance, "_audit_members", [])
+        users: list[Any] = (
+            getattr(instance, "_audit_members", [])
+            if action == "post_clear"
+            else list(get_user_model().objects.filter(pk__in=pk_set or ()))
+        )
         for user in users:
             after = _names(user)
             before = sorted(
