@@ -378,3 +378,18 @@ def test_no_api_lets_a_user_change_their_own_limits_or_groups(api, user, spark):
         )
         assert getattr(api, method)("/api/usage/", {"used": 0}, format="json").status_code == 405
     assert not user.groups.exists()
+
+
+def test_membership_changes_from_the_group_side_and_clears_are_recorded():
+    ann, bob = UserFactory(username="ann-m"), UserFactory(username="bob-m")
+    editors = Group.objects.create(name="editors")
+
+    editors.user_set.add(ann, bob)
+    editors.user_set.clear()
+
+    records = {
+        (c.target, tuple(c.before["groups"]), tuple(c.after["groups"]))
+        for c in PolicyChange.objects.all()
+    }
+    assert ("groups of user ann-m", (), ("editors",)) in records
+    assert ("groups of user bob-m", ("editors",), ()) in records
