@@ -103,7 +103,8 @@ def signup(request: HttpRequest) -> HttpResponse:
                 return redirect(reverse(settings.LOGIN_REDIRECT_URL))
     else:
         form = SignUpForm(initial={"invite": invite_in_link}, **form_options)
-    return render(request, "accounts/signup.html", {"form": form, "next": next_url})
+    context = {"form": form, "next": next_url, "signup_mode": signup_settings.mode}
+    return render(request, "accounts/signup.html", context)
 
 
 @login_required

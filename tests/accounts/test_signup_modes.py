@@ -307,6 +307,9 @@ def signup_page(client: Client, **fields):
 def test_the_page_in_approval_mode_signs_in_to_the_waiting_page():
     set_mode("approval")
     client = Client()
+    assert "approves new accounts" in client.get("/accounts/signup/").content.decode()
+    zh = Client(HTTP_ACCEPT_LANGUAGE="zh-hans").get("/accounts/signup/").content.decode()
+    assert "新账号需经管理员审核后才能开始聊天。" in zh
 
     response = signup_page(client)
 
