@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in user whose account waits for approval sees the waiting page (docs/signup.md).
+    "accounts.middleware.PendingApprovalMiddleware",
     # Names the staff member behind a change to a user's groups (governance/audit.py).
     "governance.audit.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -311,6 +313,12 @@ SPARK_BASE_URL = env.str("SPARK_BASE_URL", default="https://spark-api-open.xf-yu
 # Spark X models (spark-x, x1) are served from /v2 (docs/providers.md, "Spark"); empty: derived
 # from SPARK_BASE_URL when the catalog is built (its /v1 replaced by /v2).
 SPARK_X_BASE_URL = env.str("SPARK_X_BASE_URL", default="")
+
+
+# Sign-up (docs/signup.md): the first sign-up mode (open | approval | invite | closed) and e-mail
+# domain allowlist (empty: any); staff change both in admin afterwards.
+SIGNUP_MODE = env.str("SIGNUP_MODE", default="open")
+SIGNUP_EMAIL_DOMAINS = env.list("SIGNUP_EMAIL_DOMAINS", default=[])
 
 
 # Quotas (docs/governance.md): the site default policy's first values (unset: unlimited); staff

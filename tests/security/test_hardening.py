@@ -26,7 +26,15 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(
-            ("DJANGO_", "JWT_", "CHATSITE_", "DATABASE_URL", "REDIS_URL", "ENCRYPTION_KEY")
+            (
+                "DJANGO_",
+                "JWT_",
+                "CHATSITE_",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "ENCRYPTION_KEY",
+                "SIGNUP_",
+            )
         )
     }
     return {
@@ -38,6 +46,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "JWT_SIGNING_KEY": secrets.token_urlsafe(64),
         "ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+        "SIGNUP_MODE": "approval",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         **extra,
     }
@@ -67,8 +76,9 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         ({"DJANGO_DEBUG": "true"}, "security.W018"),
         ({"DJANGO_HTTPS": "false"}, "security.W004"),
         ({"ENCRYPTION_KEY": ""}, "chatsite.W101"),
+        ({"SIGNUP_MODE": "open"}, "accounts.W001"),
     ],
-    ids=["weak-secret-key", "debug-on", "https-off", "no-encryption-key"],
+    ids=["weak-secret-key", "debug-on", "https-off", "no-encryption-key", "signup-open"],
 )
 def test_check_deploy_catches_an_unsafe_setting(tmp_path, extra, warning):
     """The check above can fail: each unsafe setting makes it report."""
