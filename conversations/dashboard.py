@@ -381,17 +381,22 @@ def _fold(filters: Filters, found: dict[str, list[dict[str, Any]]]) -> dict[str,
         key=lambda r: (-r["tokens"], r["model"]),
     )
     owners = {row.pop("key"): _clean(row) for row in found["user"]}
-    memberships: dict[Any, list[tuple[int, str]]] = {}
+    memberships: dict[Any, list[tuple[int | None, str | None]]] = {}
     through = user_model.groups.through.objects.filter(user_id__in=list(owners))
     for user_id, group_id, name in through.values_list("user_id", "group_id", "group__name"):
         memberships.setdefault(user_id, []).append((group_id, name))
     groups: dict[Any, dict[str, Any]] = {}
     keys = ("messages", "errors", "prompt_tokens", "completion_tokens", "tokens")
     for user_id, sums in owners.items():
-        for group_id, name in memberships.get(user_id) or [(None, None)]:
+        for in_group, group_name in memberships.get(user_id) or [(None, None)]:
             into = groups.setdefault(
-                group_id,
-                {"group_id": group_id, "group": name, "cost": Decimal(0), **dict.fromkeys(keys, 0)},
+                in_group,
+                {
+                    "group_id": in_group,
+                    "group": group_name,
+                    "cost": Decimal(0),
+                    **dict.fromkeys(keys, 0),
+                },
             )
             for key in keys:
                 into[key] += sums[key]
