@@ -27,6 +27,7 @@ BENCHMARKS = [
     "db_connections",
     "reply_cpu",
     "soak",
+    "quota_hold",
 ]
 
 
