@@ -12,11 +12,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ERROR_FLAG
-from django.db.models import QuerySet
+from django.db.models import DecimalField, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.admin import UserAdmin as AccountsUserAdmin
+from accounts.models import User
+from governance import periods as calendar
 from governance import pricing
 
 from . import admin_dashboard, catalog, selectors
@@ -361,3 +364,58 @@ def unpriced_models() -> list[str]:
         for model_id in catalog.current().models
         if pricing.cached_price_in_force(model_id, now) is None
     ]
+
+
+# -- the user list, with each user's groups and this month's use --------------------------------
+
+
+class UserWithUsageAdmin(AccountsUserAdmin):
+    """accounts' user admin, plus the groups and this month's use (docs/governance.md): added
+    here because accounts knows nothing of conversations."""
+
+    list_display = (  # type: ignore[assignment]  # the base's is a fixed-length tuple
+        *AccountsUserAdmin.list_display,
+        "group_names",
+        "month_tokens",
+        "month_cost",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        month = next(p for p in calendar.current(timezone.now()) if p.name == "month")
+        replies = Message.objects.filter(
+            conversation__user=OuterRef("pk"),
+            role=Message.Role.ASSISTANT,
+            created_at__gte=month.start,
+        ).exclude(status=Message.Status.ERROR)
+        totals = replies.order_by().values("conversation__user")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("groups")
+            .annotate(
+                month_tokens_used=Subquery(
+                    totals.annotate(n=Sum("charged_tokens")).values("n"),
+                    output_field=IntegerField(),
+                ),
+                month_cost_used=Subquery(
+                    totals.annotate(n=Sum("cost_cny")).values("n"),
+                    output_field=DecimalField(max_digits=14, decimal_places=6),
+                ),
+            )
+        )
+
+    @admin.display(description=_("groups"))
+    def group_names(self, user: Any) -> str:
+        return ", ".join(sorted(group.name for group in user.groups.all())) or "—"
+
+    @admin.display(description=_("tokens this month"), ordering="month_tokens_used")
+    def month_tokens(self, user: Any) -> int:
+        return user.month_tokens_used or 0
+
+    @admin.display(description=_("cost this month (CNY)"), ordering="month_cost_used")
+    def month_cost(self, user: Any) -> str:
+        return f"{user.month_cost_used:.2f}" if user.month_cost_used is not None else "—"
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserWithUsageAdmin)

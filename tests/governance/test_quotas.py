@@ -393,3 +393,24 @@ def test_membership_changes_from_the_group_side_and_clears_are_recorded():
     }
     assert ("groups of user ann-m", (), ("editors",)) in records
     assert ("groups of user bob-m", ("editors",), ()) in records
+
+
+def test_the_admin_user_list_shows_groups_and_this_months_use(client, api, user, spark):
+    ModelPrice.objects.create(
+        model_id="lite",
+        input_per_million=Decimal("1000"),
+        output_per_million=Decimal("1000"),
+        effective_from=timezone.now() - timedelta(days=1),
+    )
+    user.groups.add(Group.objects.create(name="physics-2026"))
+    conversation = ConversationFactory(user=user, model="lite")
+    reply = send(api, conversation).json()["assistant_message"]
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    page = client.get("/admin/accounts/user/", {"q": user.username})
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "physics-2026" in text
+    assert f">{reply['usage']['total_tokens']}<" in text
+    assert f"{Decimal(reply['cost_cny']):.2f}" in text
