@@ -15,6 +15,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from chatsite.errors import AppError
 from governance import periods as calendar
 from governance.models import ModelPrice
@@ -22,6 +25,19 @@ from governance.policy import EffectivePolicy
 from governance.pricing import cost
 
 from .selectors import Used
+
+# What the refusal names, in the request's language (the API and the page show it as is).
+LIMIT_NAMES = {
+    ("day", "messages"): gettext_lazy("daily message limit"),
+    ("day", "tokens"): gettext_lazy("daily token limit"),
+    ("day", "cost_cny"): gettext_lazy("daily spending limit"),
+    ("week", "messages"): gettext_lazy("weekly message limit"),
+    ("week", "tokens"): gettext_lazy("weekly token limit"),
+    ("week", "cost_cny"): gettext_lazy("weekly spending limit"),
+    ("month", "messages"): gettext_lazy("monthly message limit"),
+    ("month", "tokens"): gettext_lazy("monthly token limit"),
+    ("month", "cost_cny"): gettext_lazy("monthly spending limit"),
+}
 
 # A reply is not worth starting with room for fewer tokens than this.
 MIN_REPLY_TOKENS = 256
@@ -36,10 +52,12 @@ class QuotaExceeded(AppError):
         self, *, period: calendar.Period, kind: str, limit: Any, used: Any, now: datetime
     ) -> None:
         remaining = max(limit - used, 0)
-        labels = {"messages": "message", "tokens": "token", "cost_cny": "cost"}
         super().__init__(
-            f"Your {period.name}ly {labels[kind]} limit is reached; it resets at "
-            f"{period.resets_at.isoformat()}.",
+            _("Your %(limit)s is reached; it resets at %(time)s.")
+            % {
+                "limit": LIMIT_NAMES[(period.name, kind)],
+                "time": period.resets_at.strftime("%Y-%m-%d %H:%M %Z").strip(),
+            },
             extra={
                 "period": period.name,
                 "kind": kind,

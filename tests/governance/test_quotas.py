@@ -414,3 +414,19 @@ def test_the_admin_user_list_shows_groups_and_this_months_use(client, api, user,
     assert "physics-2026" in text
     assert f">{reply['usage']['total_tokens']}<" in text
     assert f"{Decimal(reply['cost_cny']):.2f}" in text
+
+
+def test_the_refusal_speaks_the_users_language(api, user, spark):
+    site_limits(week_tokens=10)
+    conversation = ConversationFactory(user=user, model="lite")
+
+    response = api.post(
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": "你好"},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    )
+
+    data = assert_json_error(response, 429, "quota_exceeded")
+    assert data["detail"].startswith("已达到每周 token 上限")
+    assert data["kind"] == "tokens"
