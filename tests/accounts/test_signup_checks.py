@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -14,38 +11,9 @@ import pytest
 
 from accounts import checks
 from accounts.selectors import signup_settings_get
+from tests.support.production import production_env
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(
-            (
-                "DJANGO_",
-                "JWT_",
-                "CHATSITE_",
-                "DATABASE_URL",
-                "REDIS_URL",
-                "ENCRYPTION_KEY",
-                "SIGNUP_",
-            )
-        )
-    }
-    return {
-        **env,
-        "CHATSITE_TESTING": "0",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_HTTPS": "true",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(64),
-        "ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "DJANGO_ALLOWED_HOSTS": "chat.example.com",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        **extra,
-    }
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

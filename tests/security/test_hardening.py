@@ -3,9 +3,6 @@ HSTS behind TLS, secure cookies, and CORS limited to the configured origins unde
 
 from __future__ import annotations
 
-import base64
-import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +12,7 @@ import pytest
 import requests
 
 from tests.reliability.live import live_server
+from tests.support.production import production_env
 from tests.support.servers import ChatsiteServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,34 +20,7 @@ APP_ORIGIN = "https://app.example.com"
 
 
 def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(
-            (
-                "DJANGO_",
-                "JWT_",
-                "CHATSITE_",
-                "DATABASE_URL",
-                "REDIS_URL",
-                "ENCRYPTION_KEY",
-                "SIGNUP_",
-            )
-        )
-    }
-    return {
-        **env,
-        "CHATSITE_TESTING": "0",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_HTTPS": "true",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(64),
-        "ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "DJANGO_ALLOWED_HOSTS": "chat.example.com",
-        "SIGNUP_MODE": "approval",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        **extra,
-    }
+    return production_env(tmp_path, **{"SIGNUP_MODE": "approval", **extra})
 
 
 def _check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
