@@ -27,6 +27,16 @@ def send(api, conversation: Conversation, content: str = f"hi {REPLY}", **extra:
     )
 
 
+def price_lite(input_cny: int, output_cny: int, since: object = None) -> ModelPrice:
+    """Spark Lite's price per million tokens, in force from ``since`` (default: yesterday)."""
+    return ModelPrice.objects.create(
+        model_id="lite",
+        input_per_million=Decimal(input_cny),
+        output_per_million=Decimal(output_cny),
+        effective_from=since or timezone.now() - timedelta(days=1),
+    )
+
+
 def site_limits(**limits: object) -> None:
     policy = SitePolicy.get()
     for name, value in limits.items():
@@ -210,12 +220,7 @@ def test_the_default_model_falls_back_to_one_the_group_may_use(api, user, spark)
 
 
 def test_each_reply_stores_its_cost_at_the_price_in_force(api, user, spark):
-    ModelPrice.objects.create(
-        model_id="lite",
-        input_per_million=Decimal("2"),
-        output_per_million=Decimal("8"),
-        effective_from=timezone.now() - timedelta(days=1),
-    )
+    price_lite(2, 8)
     conversation = ConversationFactory(user=user, model="lite")
 
     first = send(api, conversation).json()["assistant_message"]
@@ -225,12 +230,7 @@ def test_each_reply_stores_its_cost_at_the_price_in_force(api, user, spark):
     )
     assert Decimal(first["cost_cny"]) == expected.quantize(Decimal("0.000001"))
 
-    ModelPrice.objects.create(
-        model_id="lite",
-        input_per_million=Decimal("200"),
-        output_per_million=Decimal("800"),
-        effective_from=timezone.now(),
-    )
+    price_lite(200, 800, since=timezone.now())
     second = send(api, conversation).json()["assistant_message"]
     assert Decimal(second["cost_cny"]) > Decimal(first["cost_cny"]) * 50
     first_now = Message.objects.get(pk=first["id"])
@@ -248,12 +248,7 @@ def test_an_unpriced_model_counts_tokens_and_its_cost_is_unknown(api, user, spar
 
 
 def test_a_cost_limit_refuses_once_spent(api, user, spark):
-    ModelPrice.objects.create(
-        model_id="lite",
-        input_per_million=Decimal("1000"),
-        output_per_million=Decimal("1000"),
-        effective_from=timezone.now() - timedelta(days=1),
-    )
+    price_lite(1000, 1000)
     site_limits(month_cost_cny=Decimal("0.5"))
     conversation = ConversationFactory(user=user, model="lite")
     assert send(api, conversation).status_code == 201
@@ -396,12 +391,7 @@ def test_membership_changes_from_the_group_side_and_clears_are_recorded():
 
 
 def test_the_admin_user_list_shows_groups_and_this_months_use(client, api, user, spark):
-    ModelPrice.objects.create(
-        model_id="lite",
-        input_per_million=Decimal("1000"),
-        output_per_million=Decimal("1000"),
-        effective_from=timezone.now() - timedelta(days=1),
-    )
+    price_lite(1000, 1000)
     user.groups.add(Group.objects.create(name="physics-2026"))
     conversation = ConversationFactory(user=user, model="lite")
     reply = send(api, conversation).json()["assistant_message"]
