@@ -279,6 +279,23 @@ def csv_rows(filters: Filters, *, chunk_size: int = 2000) -> Iterator[list[Any]]
 _SETS = ("day", "model", "user", "error")
 
 
+# The PostgreSQL page in one statement; ``{messages}``, ``{conversations}`` are quoted table names
+# and ``{where}`` fixed conditions with ``%s`` parameters (filled by the function below).
+_GROUPING_SQL = """
+        SELECT GROUPING(day), GROUPING(model), GROUPING(user_id), GROUPING(error_code, status),
+               day, model, user_id, error_code, status,
+               COUNT(*), COUNT(*) FILTER (WHERE status = %s),
+               SUM(prompt_tokens), SUM(completion_tokens), SUM(charged_tokens), SUM(cost_cny)
+        FROM (SELECT (m.created_at AT TIME ZONE %s)::date AS day, m.model, c.user_id,
+                     m.error_code, m.status, m.prompt_tokens, m.completion_tokens,
+                     m.charged_tokens, m.cost_cny
+              FROM {messages} m
+              JOIN {conversations} c ON c.id = m.conversation_id
+              WHERE {where}) AS r
+        GROUP BY GROUPING SETS ((day), (model), (user_id), (error_code, status))
+    """
+
+
 def one_pass_sql(filters: Filters) -> tuple[str, list[Any]]:
     """The statement of ``_one_pass`` and its parameters (PostgreSQL only)."""
     user_model = get_user_model()
@@ -301,21 +318,13 @@ def one_pass_sql(filters: Filters) -> tuple[str, list[Any]]:
         params.append(filters.user_id)
     if filters.group_id is not None:
         members = quote(user_model.groups.through._meta.db_table)
-        where.append(f"c.user_id IN (SELECT user_id FROM {members} WHERE group_id = %s)")  # noqa: S608 - a quoted table name
+        where.append(f"c.user_id IN (SELECT user_id FROM {members} WHERE group_id = %s)")  # noqa: S608  # nosec B608 - a quoted table name; the value is a parameter
         params.append(filters.group_id)
-    sql = f"""
-        SELECT GROUPING(day), GROUPING(model), GROUPING(user_id), GROUPING(error_code, status),
-               day, model, user_id, error_code, status,
-               COUNT(*), COUNT(*) FILTER (WHERE status = %s),
-               SUM(prompt_tokens), SUM(completion_tokens), SUM(charged_tokens), SUM(cost_cny)
-        FROM (SELECT (m.created_at AT TIME ZONE %s)::date AS day, m.model, c.user_id,
-                     m.error_code, m.status, m.prompt_tokens, m.completion_tokens,
-                     m.charged_tokens, m.cost_cny
-              FROM {quote(Message._meta.db_table)} m
-              JOIN {quote(Conversation._meta.db_table)} c ON c.id = m.conversation_id
-              WHERE {" AND ".join(where)}) AS r
-        GROUP BY GROUPING SETS ((day), (model), (user_id), (error_code, status))
-    """  # noqa: S608 - quoted table names; every value is a parameter
+    sql = _GROUPING_SQL.format(  # nosec B608 - quoted table names; every value is a parameter
+        messages=quote(Message._meta.db_table),
+        conversations=quote(Conversation._meta.db_table),
+        where=" AND ".join(where),
+    )
     return sql, params
 
 
