@@ -301,8 +301,12 @@ def test_many_slow_streams_at_once(server: SparkServer) -> None:
         )
 
     assert all(done)
+    # 200 streams of at least 0.5 s each: one after another they would take 100 s.
     assert time.monotonic() - started < 5
-    assert server.max_active_streams >= 100
+    # Held at once, not queued: a served-one-at-a-time stand-in would show 1. How many of the 200
+    # client threads have their request in at the same moment depends on how busy the machine
+    # is (97 on a loaded CI runner): a quarter of them is the bound.
+    assert server.max_active_streams >= 50
 
 
 def test_a_client_that_hangs_up_is_counted_and_stop_is_quick() -> None:
