@@ -79,9 +79,20 @@ class ModelListApi(APIView):
         return Response(ModelOutputSerializer(models, many=True).data)
 
 
+# A parameter the conversation's model cannot take (services._apply_parameters): schema-valid,
+# refused on its merits.
+INVALID_PARAMETER = {
+    "invalid_parameter": (
+        "The model cannot take this value of temperature, max_tokens, reasoning or web_search; "
+        "`field` names it and `allowed` gives its range."
+    )
+}
+
+
 class ConversationListApi(generics.GenericAPIView):
     serializer_class = ConversationOutputSerializer
     error_statuses = {"POST": (403,)}  # a model the user's group may not use
+    error_codes = {"POST": {400: INVALID_PARAMETER}}
 
     def get_queryset(self) -> Any:
         return selectors.conversation_list(
@@ -114,6 +125,7 @@ class ConversationListApi(generics.GenericAPIView):
 
 class ConversationDetailApi(APIView):
     error_statuses = {"PATCH": (403,)}  # a model the user's group may not use
+    error_codes = {"PATCH": {400: INVALID_PARAMETER}}
 
     @extend_schema(responses=ConversationOutputSerializer)
     def get(self, request: Request, conversation_id: Any) -> Response:
