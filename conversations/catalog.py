@@ -310,6 +310,13 @@ for _model in (Provider, ChatModel):
     post_delete.connect(invalidate, sender=_model, dispatch_uid=f"catalog-delete-{_model.__name__}")
 
 
+def _unreadable_key() -> LLMConfigurationError:
+    return LLMConfigurationError(
+        "The provider's stored API key cannot be decrypted. Ask an administrator.",
+        code="provider_key_unreadable",
+    )
+
+
 def _client(
     config: ProviderConfig, *, pool_size: int, read_timeout: float | None = None
 ) -> ChatProvider:
@@ -331,10 +338,7 @@ def provider_for(model_id: str, catalog: Catalog | None = None) -> ChatProvider:
     catalog = catalog or current()
     config = catalog.provider_config(model_id)
     if config.key_error:
-        raise LLMConfigurationError(
-            "The provider's stored API key cannot be decrypted. Ask an administrator.",
-            code="provider_key_unreadable",
-        )
+        raise _unreadable_key()
     identity = config.identity()
     with _lock:
         entry = _instances.get(config.key)
@@ -352,10 +356,7 @@ def require_configured(model_id: str, catalog: Catalog | None = None) -> ModelIn
     if not catalog.is_configured(model_id):
         config = catalog.provider_config(model_id)
         if config.key_error:
-            raise LLMConfigurationError(
-                "The provider's stored API key cannot be decrypted. Ask an administrator.",
-                code="provider_key_unreadable",
-            )
+            raise _unreadable_key()
         raise LLMNotConfigured()
     return info
 

@@ -19,14 +19,6 @@ MILLION = Decimal(1_000_000)
 CENT_FRACTION = Decimal("0.000001")  # costs are kept to a millionth of a yuan
 
 
-def price_in_force(model_id: str, at: datetime) -> ModelPrice | None:
-    return (
-        ModelPrice.objects.filter(model_id=model_id, effective_from__lte=at)
-        .order_by("-effective_from")
-        .first()
-    )
-
-
 def cost(
     price: ModelPrice | None, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
 ) -> Decimal | None:
