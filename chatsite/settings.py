@@ -64,9 +64,11 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "corsheaders",
     "csp",
+    "audit",
     "accounts",
     "governance",
     "conversations",
+    "review",
 ]
 
 MIDDLEWARE = [
@@ -334,6 +336,12 @@ QUOTA_MONTHLY_COST_CNY = env.str("QUOTA_MONTHLY_COST_CNY", default="").strip() o
 QUOTA_TIME_ZONE = env.str("QUOTA_TIME_ZONE", default="Asia/Shanghai")
 # How often a worker re-reads policies and prices another worker's admin changed.
 POLICY_REFRESH_SECONDS = env.float("POLICY_REFRESH_SECONDS", default=1.0)
+# Review (docs/review.md): days a conversation its owner deleted is kept for review before
+# `manage.py purge_deleted` removes it; minutes a reviewer's claim on a queue item lasts; seconds
+# before a worker sees another worker's change to the flag keywords or the sample rate.
+DELETED_RETENTION_DAYS = env.int("DELETED_RETENTION_DAYS", default=30)
+REVIEW_CLAIM_MINUTES = env.int("REVIEW_CLAIM_MINUTES", default=15)
+REVIEW_REFRESH_SECONDS = env.float("REVIEW_REFRESH_SECONDS", default=5.0)
 # How often a worker looks for provider and model changes made in admin by another worker.
 CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=1.0)
 SPARK_MODELS = env.list(

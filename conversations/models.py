@@ -120,10 +120,27 @@ class Conversation(models.Model):
     web_search = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Deleted by its owner (or staff): gone from the owner's page and the API at once, kept for
+    # review DELETED_RETENTION_DAYS, then purged (docs/review.md, "Retention").
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    deleted_by = models.CharField(max_length=150, blank=True, editable=False)
+    deletion_reason = models.TextField(blank=True, editable=False)
+    # Never purged, and not deletable from admin, while set.
+    legal_hold = models.BooleanField(default=False)
+    legal_hold_reason = models.TextField(blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "-updated_at"], name="conv_user_updated")]
+        indexes = [
+            models.Index(fields=["user", "-updated_at"], name="conv_user_updated"),
+            # purge_deleted's scan: only deleted conversations are in it.
+            models.Index(
+                fields=["deleted_at"],
+                condition=models.Q(deleted_at__isnull=False),
+                name="conv_deleted",
+            ),
+        ]
         ordering = ["-updated_at"]
+        permissions = [("legal_hold_conversation", "Can place or lift a legal hold")]
 
     def __str__(self) -> str:
         return self.title or str(self.id)
@@ -220,3 +237,47 @@ class Message(models.Model):
             "completion_tokens": self.completion_tokens or 0,
             "total_tokens": self.total_tokens or 0,
         }
+
+
+class FeedbackReason(models.Model):
+    """A reason a user may give with a rating (configurable in admin, shown translated)."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    label = models.CharField(max_length=100)
+    label_zh = models.CharField("label (Chinese)", max_length=100, blank=True)
+    # Offered with 👍, with 👎, or both.
+    rating = models.CharField(
+        max_length=8,
+        choices=[("up", "👍"), ("down", "👎"), ("any", "both")],
+        default="down",
+    )
+    enabled = models.BooleanField(default=True)
+    order = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "code"]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Feedback(models.Model):
+    """A user's rating of one of their replies: one per reply, replaced when given again."""
+
+    class Rating(models.TextChoices):
+        UP = "up", "👍"
+        DOWN = "down", "👎"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.CharField(max_length=8, choices=Rating.choices)
+    reason = models.CharField(max_length=40, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        indexes = [models.Index(fields=["rating", "-updated_at"], name="feedback_rating")]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on {self.message_id}"

@@ -44,7 +44,7 @@ from governance import periods as calendar
 from governance import policy as policies
 from governance import pricing
 
-from . import catalog, metrics, quota, recovery, selectors
+from . import catalog, metrics, quota, recovery, selectors, signals
 from .llm import dialects
 from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
 from .llm.exceptions import LLMError
@@ -481,7 +481,24 @@ class Reply:
             fields["upstream_code"] = outcome.error.upstream_code
         logger.info("reply %s", json.dumps(fields, separators=(",", ":")), extra={"reply": fields})
         metrics.observe_reply(message)
+        self._announce(message)
         return message
+
+    def _announce(self, message: Message) -> None:
+        """Tell the apps above (review's flags) that the reply was saved."""
+        if not signals.reply_saved.receivers:
+            return
+        prompt = self.user_message.content if self.user_message else ""
+        if not prompt:
+            prompt = next((m.content for m in reversed(self.history) if m.role == "user"), "")
+        try:
+            for receiver, result in signals.reply_saved.send_robust(
+                sender=Reply, message=message, prompt=prompt, conversation=self.conversation
+            ):
+                if isinstance(result, Exception):
+                    logger.error("reply_saved receiver %s failed", receiver, exc_info=result)
+        finally:
+            release_connection()
 
 
 def _column(name: str) -> Field[Any, Any]:

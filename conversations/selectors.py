@@ -98,7 +98,9 @@ def model_list(*, user_id: Any = None) -> list[dict[str, Any]]:
 
 def conversation_list(*, user_id: Any, search: str = "") -> QuerySet[Conversation]:
     """The user's conversations, newest first; none for an inactive user (see ``user_check``)."""
-    conversations = Conversation.objects.filter(user_id=user_id, user__is_active=True)
+    conversations = Conversation.objects.filter(
+        user_id=user_id, user__is_active=True, deleted_at__isnull=True
+    )
     search = search.strip()
     if search:
         matching_messages = Message.objects.filter(
@@ -122,11 +124,12 @@ def conversation_get(
 ) -> Conversation:
     """The user's conversation, in one query that also checks the user is still active.
 
-    Raises ``NotFound`` for a conversation that does not exist or is another user's (the API
-    answers 404, never 403), ``UserInactive`` when the user was deactivated.
+    Raises ``NotFound`` for a conversation that does not exist, is another user's (the API
+    answers 404, never 403) or was deleted (kept for review only: docs/review.md), and
+    ``UserInactive`` when the user was deactivated.
     ``with_message_count`` adds ``message_count`` (visible messages) in the same query.
     """
-    conversations = Conversation.objects.filter(user_id=user_id).annotate(
+    conversations = Conversation.objects.filter(user_id=user_id, deleted_at__isnull=True).annotate(
         owner_active=F("user__is_active")
     )
     if with_message_count:

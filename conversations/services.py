@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import trail
 from chatsite.errors import AppError
 from governance import policy as policies
 
@@ -138,5 +144,64 @@ def conversation_update(
     return conversation
 
 
-def conversation_delete(*, conversation: Conversation) -> None:
+def conversation_delete(*, conversation: Conversation, by: Any, reason: str = "") -> None:
+    """Delete for its owner: gone from their page and the API at once, kept for review
+    ``DELETED_RETENTION_DAYS``, then purged (docs/review.md, "Retention"). A reply still being
+    written is saved all the same."""
+    Conversation.objects.filter(pk=conversation.pk, deleted_at__isnull=True).update(
+        deleted_at=timezone.now(), deleted_by=by.get_username(), deletion_reason=reason
+    )
+
+
+def conversation_purge(*, conversation: Conversation) -> int:
+    """Remove a conversation for good: its messages, feedback and review items go with it (the
+    audit trail keeps its entries). Refused under legal hold. Returns the messages removed."""
+    if conversation.legal_hold:
+        raise AppError(
+            "This conversation is under legal hold and cannot be removed.",
+            code="legal_hold",
+            status_code=409,
+        )
+    messages = conversation.messages.count()
     conversation.delete()
+    return messages
+
+
+def purge_deleted(*, now: datetime | None = None, batch: int = 200) -> tuple[int, int]:
+    """Purge the conversations deleted more than ``DELETED_RETENTION_DAYS`` ago and not under
+    legal hold, ``batch`` at a time; each is recorded on the audit trail. Returns the numbers of
+    conversations and messages removed."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.DELETED_RETENTION_DAYS)
+    due = Conversation.objects.filter(deleted_at__lt=cutoff, legal_hold=False).order_by(
+        "deleted_at"
+    )
+    conversations = messages = 0
+    while True:
+        chunk = list(due.select_related("user")[:batch])
+        if not chunk:
+            return conversations, messages
+        for conversation in chunk:
+            with transaction.atomic():
+                # Again under the lock: a hold placed since the chunk was read wins.
+                locked = (
+                    Conversation.objects.select_for_update()
+                    .filter(pk=conversation.pk, legal_hold=False, deleted_at__lt=cutoff)
+                    .first()
+                )
+                if locked is None:
+                    continue
+                removed = conversation_purge(conversation=locked)
+                trail.record(
+                    "conversation.purge",
+                    target_type="conversations.conversation",
+                    target_id=conversation.pk,
+                    target_repr=str(conversation),
+                    detail={
+                        "owner": conversation.user.get_username(),
+                        "deleted_at": conversation.deleted_at.isoformat(),
+                        "deleted_by": conversation.deleted_by,
+                        "messages": removed,
+                    },
+                )
+            conversations += 1
+            messages += removed

@@ -144,7 +144,9 @@ class ConversationDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, conversation_id: Any) -> Response:
-        services.conversation_delete(conversation=_owned_conversation(request, conversation_id))
+        services.conversation_delete(
+            conversation=_owned_conversation(request, conversation_id), by=request.user
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
