@@ -22,7 +22,7 @@ from accounts.models import User
 from governance import periods as calendar
 from governance import pricing
 
-from . import admin_dashboard, catalog, selectors
+from . import admin_dashboard, admin_export, catalog, selectors
 from .models import ChatModel, Conversation, Message, Provider
 from .shapes import conversation_data, message_data
 
@@ -162,7 +162,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         # The usage dashboard (conversations/admin_dashboard.py) lives under this admin's URLs.
-        return admin_dashboard.urls(self.admin_site) + super().get_urls()
+        return admin_dashboard.urls(self.admin_site) + admin_export.urls(self) + super().get_urls()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return selectors.conversation_stats().select_related("user")
