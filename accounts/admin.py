@@ -10,13 +10,16 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from audit import trail
+from audit.admin import AuditedAdmin
+
 from .models import Invite, SignupSettings, User
 from .selectors import signup_settings_get
 from .services import users_approve, users_reject
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(AuditedAdmin, DjangoUserAdmin):
     change_form_template = "admin/accounts/user/change_form.html"
     list_display = (
         "username",
@@ -37,7 +40,9 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description=_("Approve the selected users"), permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = users_approve(users=queryset)
+        users = list(queryset)
+        count = users_approve(users=users)
+        _record_decision(request, "user.approve", users)
         self.message_user(
             request,
             ngettext("%(count)d user approved.", "%(count)d users approved.", count)
@@ -49,7 +54,9 @@ class UserAdmin(DjangoUserAdmin):
         description=_("Reject the selected users (deactivates them)"), permissions=["change"]
     )
     def reject(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = users_reject(users=queryset)
+        users = list(queryset)
+        count = users_reject(users=users)
+        _record_decision(request, "user.reject", users)
         self.message_user(
             request,
             ngettext(
@@ -70,8 +77,19 @@ class UserAdmin(DjangoUserAdmin):
         return super().response_change(request, obj)
 
 
+def _record_decision(request: HttpRequest, action: str, users: list[User]) -> None:
+    """One audit entry per user approved or rejected (docs/review.md, "Audit trail")."""
+    for user in users:
+        trail.record(
+            action,
+            target=user,
+            detail={"status_before": user.approval_status, "active_before": user.is_active},
+            request=request,
+        )
+
+
 @admin.register(SignupSettings)
-class SignupSettingsAdmin(admin.ModelAdmin):
+class SignupSettingsAdmin(AuditedAdmin):
     """The one row: the list opens it, it cannot be added twice or deleted."""
 
     fields = ("mode", "allowed_email_domains", "updated_at")
@@ -89,7 +107,7 @@ class SignupSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invite)
-class InviteAdmin(admin.ModelAdmin):
+class InviteAdmin(AuditedAdmin):
     list_display = ("code", "note", "group", "uses", "max_uses", "expires_at", "created_at")
     list_filter = ("group",)
     search_fields = ("code", "note")

@@ -47,7 +47,7 @@ from governance import pricing
 from . import catalog, metrics, quota, recovery, selectors, signals
 from .llm import dialects
 from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
-from .llm.exceptions import LLMError
+from .llm.exceptions import LLMContentRejected, LLMError
 from .models import Conversation, Message
 from .shapes import REPLY_OUTCOME_COLUMNS, message_data, message_log_fields
 
@@ -481,10 +481,10 @@ class Reply:
             fields["upstream_code"] = outcome.error.upstream_code
         logger.info("reply %s", json.dumps(fields, separators=(",", ":")), extra={"reply": fields})
         metrics.observe_reply(message)
-        self._announce(message)
+        self._announce(message, moderated=isinstance(outcome.error, LLMContentRejected))
         return message
 
-    def _announce(self, message: Message) -> None:
+    def _announce(self, message: Message, *, moderated: bool) -> None:
         """Tell the apps above (review's flags) that the reply was saved."""
         if not signals.reply_saved.receivers:
             return
@@ -493,7 +493,11 @@ class Reply:
             prompt = next((m.content for m in reversed(self.history) if m.role == "user"), "")
         try:
             for receiver, result in signals.reply_saved.send_robust(
-                sender=Reply, message=message, prompt=prompt, conversation=self.conversation
+                sender=Reply,
+                message=message,
+                prompt=prompt,
+                conversation=self.conversation,
+                moderated=moderated,
             ):
                 if isinstance(result, Exception):
                     logger.error("reply_saved receiver %s failed", receiver, exc_info=result)

@@ -1,8 +1,10 @@
 """Staff edit the site default, group and user policies and the prices here; every change is
-recorded (``PolicyChange``: who, when, before, after) and nobody can edit or delete a record."""
+recorded twice: as a ``PolicyChange`` (who, when, the whole row before and after) and on the
+site's audit trail (``audit``, docs/review.md); nobody can edit or delete either record."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +13,8 @@ from django.db.models import Model
 from django.forms.models import model_to_dict
 from django.http import HttpRequest
 
+from audit.admin import AuditedAdmin as TrailAdmin
+
 from .models import GroupPolicy, ModelPrice, PolicyChange, SitePolicy, UserPolicy
 
 
@@ -18,11 +22,12 @@ def _snapshot(obj: Model | None) -> dict[str, Any] | None:
     if obj is None or obj.pk is None:
         return None
     data = model_to_dict(obj)
-    return {k: str(v) if isinstance(v, Decimal) else v for k, v in data.items()}
+    # Decimals and datetimes as text (a price's effective_from made adding a price a 500).
+    return {k: str(v) if isinstance(v, Decimal | datetime) else v for k, v in data.items()}
 
 
-class AuditedAdmin(admin.ModelAdmin):
-    """Records each save and delete as a ``PolicyChange``."""
+class AuditedAdmin(TrailAdmin):
+    """Records each save and delete as a ``PolicyChange``, and on the audit trail."""
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         before = _snapshot(type(obj).objects.filter(pk=obj.pk).first()) if change else None

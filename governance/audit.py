@@ -18,6 +18,8 @@ from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed
 from django.http import HttpRequest, HttpResponse
 
+from audit import trail
+
 from .models import PolicyChange
 
 _actor: contextvars.ContextVar[Any] = contextvars.ContextVar("audit_actor", default=None)
@@ -81,11 +83,18 @@ def _membership_changed(
 
 def _record(user: Any, before: list[str], after: list[str]) -> None:
     if before != after:
+        actor = _actor.get()
         PolicyChange.objects.create(
-            actor=_actor.get(),
+            actor=actor,
             target=f"groups of user {user.get_username()}",
             before={"groups": before},
             after={"groups": after},
+        )
+        trail.record(
+            "user.groups",
+            actor=actor,
+            target=user,
+            detail={"before": before, "after": after},
         )
 
 

@@ -1,7 +1,7 @@
 """What puts a conversation in the review queue (docs/review.md, "What gets flagged"):
 
-- a reply the provider refused or stopped for moderation (error code ``upstream_moderated``:
-  Spark 10013/10014/10019, the other dialects' moderation codes and finish reasons);
+- a reply the provider refused or stopped for moderation (Spark 10013/10014/10019, the other
+  dialects' moderation codes and finish reasons: the reply engine tells which);
 - a 👎 from the user;
 - a keyword of the admin's list in the user's message or the reply;
 - a daily sample of ``ReviewSettings.sample_percent`` % of the conversations that got a reply.
@@ -34,8 +34,6 @@ from conversations.signals import reply_saved
 from .models import FlagKeyword, ReviewItem, ReviewSettings
 
 logger = logging.getLogger(__name__)
-
-MODERATION_CODES = frozenset({"upstream_moderated"})
 
 
 @dataclass(frozen=True)
@@ -116,13 +114,15 @@ def _severest(found: list[str], severities: dict[str, str]) -> str:
     return next((level for level in order if level in levels), ReviewItem.Severity.LOW)
 
 
-def on_reply_saved(*, message: Message, prompt: str, conversation: Conversation, **_: Any) -> None:
-    if message.error_code in MODERATION_CODES:
+def on_reply_saved(
+    *, message: Message, prompt: str, conversation: Conversation, moderated: bool, **_: Any
+) -> None:
+    if moderated:
         flag(
             conversation_id=conversation.pk,
             message_id=message.pk,
             source=ReviewItem.Source.MODERATION,
-            detail=f"{message.provider or message.model}: {message.error_detail}",
+            detail=f"{message.model} {message.error_code}: {message.error_detail}",
             severity=ReviewItem.Severity.HIGH,
         )
     current = rules()

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit import trail
 from conversations import providers_file
 
 
@@ -29,6 +30,14 @@ class Command(BaseCommand):
         except providers_file.ProvidersFileError as exc:
             raise CommandError(f"{file}: {exc} (nothing was changed)") from None
         result = providers_file.load(plan)
+        if result.created or result.updated:
+            # On the audit trail like an admin change (docs/review.md); keys never appear.
+            trail.record(
+                "provider.load",
+                target_type="conversations.provider",
+                target_repr=file.name,
+                detail={"file": str(file), "created": result.created, "updated": result.updated},
+            )
         for label in result.created:
             self.stdout.write(f"created {label}")
         for label in result.updated:
