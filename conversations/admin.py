@@ -1,4 +1,5 @@
-"""Staff's admin: transcripts (read-only, exportable), and the providers and models on offer.
+"""Staff's admin: transcripts (read-only, exportable, deletable with a reason, held for legal
+reasons), and the providers and models on offer; every change is on the audit trail.
 
 A provider's or model's API key is write-only here: the form takes a new one, or keeps the
 stored one when left empty; no page ever shows it (docs/providers.md, "Adding a provider").
@@ -7,23 +8,35 @@ stored one when left empty; no page ever shows it (docs/providers.md, "Adding a 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import DecimalField, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import UserAdmin as AccountsUserAdmin
 from accounts.models import User
+from audit import trail
+from audit.admin import AuditedAdmin
+from chatsite.errors import AppError
 from governance import periods as calendar
 from governance import pricing
 
 from . import admin_dashboard, admin_export, catalog, selectors
-from .models import ChatModel, Conversation, Message, Provider
+from .models import ChatModel, Conversation, Feedback, FeedbackReason, Message, Provider
+from .services import conversation_purge
 from .shapes import conversation_data, message_data
 
 
@@ -44,47 +57,136 @@ class MessageStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class MessageInline(admin.TabularInline):
-    model = Message
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    ordering = ("seq",)
-    fields = readonly_fields = (
-        "seq",
-        "role",
-        "status",
-        "content",
-        "reasoning",
-        "model",
-        "provider",
-        "error_code",
-        "error_detail",
-        "sid",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "cost_cny",
-        "ttft_ms",
-        "duration_ms",
-        "replaced",
-        "created_at",
-    )
+# -- the transcript: each message a block, with what others say about it beside it -------------
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Seeing a conversation means seeing its transcript: no separate message permission.
-        return request.user.has_perm("conversations.view_conversation") or request.user.has_perm(
-            "conversations.change_conversation"
+
+@dataclass(frozen=True)
+class Annotation:
+    """Something said about a conversation or one of its messages, shown beside it in the
+    transcript (a review item, a reviewer's note). Other apps add them through
+    ``transcript_annotations``: conversations knows nothing of review."""
+
+    kind: str  # a CSS modifier: "flag", "note", ...
+    title: str  # a short heading: "keyword · high · new"
+    text: str = ""  # plain text, shown as typed
+    meta: str = ""  # who and when
+    url: str = ""  # where to act on it
+    message_id: Any = None  # None: about the whole conversation
+    key: str = ""  # a stable name ("reviewitem:12"), so a page can highlight one
+
+
+# Functions of a conversation returning its annotations; review/admin.py appends its own.
+transcript_annotations: list[Callable[[Conversation], Iterable[Annotation]]] = []
+
+# The strings static/js/render.js asks for (through static/js/i18n.js), as on the chat page.
+_RENDER_STRINGS = {
+    "copy": _("Copy"),
+    "copied": _("Copied"),
+    "copy_code": _("Copy code"),
+    "code": _("code"),
+    "image": _("Image"),
+}
+
+
+def _stamp(moment: Any) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _cost(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return f"{text} CNY"
+
+
+def _metadata(message: Message) -> list[dict[str, str]]:
+    """The message's metadata as the parts of one compact line, each with a tooltip."""
+    parts = [{"text": message.get_status_display(), "title": _("status")}]
+    if message.error_code:
+        parts.append({"text": f"error {message.error_code}", "title": _("error code")})
+    if message.sid:
+        parts.append({"text": f"sid {message.sid}", "title": _("provider's request id")})
+    if message.total_tokens is not None:
+        parts.append(
+            {
+                "text": (
+                    f"{message.prompt_tokens or 0} / {message.completion_tokens or 0} / "
+                    f"{message.total_tokens} tokens"
+                ),
+                "title": _("tokens: prompt / completion / total"),
+            }
         )
+    if message.ttft_ms is not None:
+        parts.append({"text": f"ttft {message.ttft_ms} ms", "title": _("time to first token")})
+    if message.duration_ms is not None:
+        parts.append({"text": f"{message.duration_ms} ms", "title": _("duration")})
+    if message.cost_cny is not None:
+        parts.append({"text": _cost(message.cost_cny), "title": _("cost")})
+    if message.role == Message.Role.ASSISTANT and (message.model or message.provider):
+        where = message.model or "?"
+        if message.provider:
+            where = f"{where} @ {message.provider}"
+        parts.append({"text": where, "title": _("model @ provider")})
+    parts.append({"text": _stamp(message.created_at), "title": _("created")})
+    return parts
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+def _feedback(message: Message, reasons: dict[str, str]) -> dict[str, str] | None:
+    try:
+        feedback = message.feedback
+    except Feedback.DoesNotExist:
+        return None
+    return {
+        "rating": feedback.rating,
+        "symbol": feedback.get_rating_display(),
+        "reason": reasons.get(feedback.reason, feedback.reason),
+        "comment": feedback.comment,
+        "at": _stamp(feedback.updated_at),
+    }
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+def _references(message: Message) -> list[dict[str, str]]:
+    """The web pages a reply cited, web addresses only (a link is never javascript:)."""
+    found = []
+    for ref in message.references or []:
+        url = str(ref.get("url", "")) if isinstance(ref, dict) else ""
+        if url.lower().startswith(("http://", "https://")):
+            found.append({"url": url, "title": str(ref.get("title") or "")})
+    return found
+
+
+def transcript_context(
+    conversation: Conversation, *, highlight_message: Any = None, highlight_key: str = ""
+) -> dict[str, Any]:
+    """What templates/admin/includes/transcript.html shows: the messages in order, each with its
+    metadata, feedback and annotations; the annotations about the whole conversation apart."""
+    messages = list(conversation.messages.order_by("seq").select_related("feedback"))
+    reasons = dict(FeedbackReason.objects.values_list("code", "label"))
+    ids = {m.pk for m in messages}
+    by_message: dict[Any, list[Annotation]] = {pk: [] for pk in ids}
+    whole: list[Annotation] = []
+    for annotate in transcript_annotations:
+        for annotation in annotate(conversation):
+            if annotation.message_id in ids:
+                by_message[annotation.message_id].append(annotation)
+            else:
+                whole.append(annotation)
+    highlight = str(highlight_message) if highlight_message else ""
+    return {
+        "conversation": conversation,
+        "annotations": whole,
+        "highlight_key": highlight_key,
+        "strings": {key: str(value) for key, value in _RENDER_STRINGS.items()},
+        "entries": [
+            {
+                "message": m,
+                "meta": _metadata(m),
+                "feedback": _feedback(m, reasons),
+                "annotations": by_message[m.pk],
+                "references": _references(m),
+                "highlight": str(m.pk) == highlight,
+            }
+            for m in messages
+        ],
+    }
 
 
 def _transcript(conversation: Conversation) -> dict[str, Any]:
@@ -131,8 +233,46 @@ def _download(payload: str, *, extension: str, content_type: str) -> HttpRespons
     return response
 
 
+class DeletedFilter(admin.SimpleListFilter):
+    """Deleted by their owner (kept for review until purged) or not; all by default."""
+
+    title = _("deleted")
+    parameter_name = "deleted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> QuerySet[Conversation]:
+        if self.value() == "yes":
+            return queryset.filter(deleted_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(deleted_at__isnull=True)
+        return queryset
+
+
+class DeleteConversationForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        strip=True,
+        max_length=2000,
+        help_text=_("Required: kept on the audit trail."),
+    )
+
+
+class LegalHoldForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        strip=True,
+        max_length=2000,
+    )
+
+
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(AuditedAdmin):
     list_display = (
         "title_or_id",
         "user",
@@ -140,17 +280,17 @@ class ConversationAdmin(admin.ModelAdmin):
         "message_count",
         "tokens_total",
         "last_activity",
+        "state",
         "created_at",
     )
-    list_filter = ("model", MessageStatusFilter, "created_at", "updated_at")
+    list_filter = ("model", MessageStatusFilter, DeletedFilter, "legal_hold", "created_at")
     search_fields = ("user__username", "user__email", "title", "messages__content")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     ordering = ("-updated_at",)
-    readonly_fields = ("id", "user", "title", "model", "system_prompt", "created_at", "updated_at")
+    readonly_fields = ("id", "user", "title", "model", "created_at", "updated_at")
     fields = readonly_fields
-    inlines = [MessageInline]
-    actions = ["download_json", "download_markdown"]
+    actions: Any = ["download_json", "download_markdown"]
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         try:
@@ -162,10 +302,33 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         # The usage dashboard (conversations/admin_dashboard.py) lives under this admin's URLs.
-        return admin_dashboard.urls(self.admin_site) + admin_export.urls(self) + super().get_urls()
+        own = [
+            path(
+                "<path:object_id>/legal-hold/",
+                self.admin_site.admin_view(self.legal_hold_view),
+                name="conversations_conversation_legal_hold",
+            )
+        ]
+        return (
+            admin_dashboard.urls(self.admin_site)
+            + admin_export.urls(self)
+            + own
+            + super().get_urls()
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return selectors.conversation_stats().select_related("user")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        # Deleting asks for a reason, one conversation at a time (delete_view).
+        actions.pop("delete_selected", None)
+        # Actions other apps add (review's "Flag for review") name the permissions they need.
+        for name, (function, *_rest) in list(actions.items()):
+            needed = getattr(function, "required_perms", ())
+            if needed and not request.user.has_perms(needed):
+                del actions[name]
+        return actions
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -173,6 +336,9 @@ class ConversationAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Staff read transcripts; nobody edits them (view permission still shows the page).
         return False
+
+    def has_legal_hold_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("conversations.legal_hold_conversation")
 
     @admin.display(description=_("title"), ordering="title")
     def title_or_id(self, obj: Conversation) -> str:
@@ -189,6 +355,152 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description=_("last activity"), ordering="last_activity")
     def last_activity(self, obj: Any) -> Any:
         return obj.last_activity or obj.updated_at
+
+    @admin.display(description=_("state"))
+    def state(self, obj: Conversation) -> str:
+        parts = []
+        if obj.deleted_at:
+            parts.append(str(_("deleted")))
+        if obj.legal_hold:
+            parts.append(str(_("on hold")))
+        return ", ".join(parts) or "—"
+
+    # -- the transcript page
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None:
+            context["transcript"] = transcript_context(obj)
+            context["can_legal_hold"] = self.has_legal_hold_permission(request)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            conversation = getattr(response, "context_data", {}).get("original")
+            if conversation is not None:
+                trail.record("transcript.view", target=conversation, request=request)
+        return response
+
+    # -- deleting: its own permission, a reason, the audit trail
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        conversation = self.get_object(request, unquote(object_id))
+        if conversation is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_delete_permission(request, conversation):
+            raise PermissionDenied
+        form = DeleteConversationForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                with transaction.atomic():
+                    locked = (
+                        Conversation.objects.select_for_update()
+                        .select_related("user")
+                        .get(pk=conversation.pk)
+                    )
+                    if locked.legal_hold:
+                        raise AppError("legal hold", code="legal_hold")
+                    trail.record(
+                        "conversation.delete",
+                        target_type="conversations.conversation",
+                        target_id=locked.pk,
+                        target_repr=str(locked),
+                        detail={
+                            "reason": form.cleaned_data["reason"],
+                            "owner": locked.user.get_username(),
+                            "messages": locked.messages.count(),
+                        },
+                        request=request,
+                    )
+                    conversation_purge(conversation=locked)
+            except AppError:
+                conversation.legal_hold = True
+                self.message_user(
+                    request,
+                    _("This conversation is under legal hold and cannot be deleted."),
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(
+                    request,
+                    _("The conversation “%(title)s” was deleted.") % {"title": str(conversation)},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:conversations_conversation_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Delete a conversation"),
+            "subtitle": str(conversation),
+            "opts": self.opts,
+            "object": conversation,
+            "form": form,
+            "message_total": conversation.messages.count(),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/conversations/conversation/delete_confirmation.html", context
+        )
+
+    # -- legal hold
+
+    def legal_hold_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        conversation = self.get_object(request, unquote(object_id))
+        if conversation is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_legal_hold_permission(request):
+            raise PermissionDenied
+        form = LegalHoldForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            with transaction.atomic():
+                locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+                if locked.legal_hold:
+                    detail = {"reason": reason, "hold_reason": locked.legal_hold_reason}
+                    locked.legal_hold, locked.legal_hold_reason = False, ""
+                    action, text = "conversation.legal_hold_lifted", _("Legal hold lifted.")
+                else:
+                    detail = {"reason": reason}
+                    locked.legal_hold, locked.legal_hold_reason = True, reason
+                    action, text = "conversation.legal_hold", _("Legal hold placed.")
+                locked.save(update_fields=["legal_hold", "legal_hold_reason"])
+                trail.record(action, target=locked, detail=detail, request=request)
+            self.message_user(request, text, messages.SUCCESS)
+            return HttpResponseRedirect(
+                reverse("admin:conversations_conversation_change", args=[conversation.pk])
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Lift the legal hold")
+            if conversation.legal_hold
+            else _("Place a legal hold"),
+            "subtitle": str(conversation),
+            "opts": self.opts,
+            "object": conversation,
+            "form": form,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/conversations/conversation/legal_hold.html", context
+        )
+
+    # -- downloads
 
     @admin.action(description=_("Download selected transcripts as JSON"))
     def download_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
@@ -305,7 +617,7 @@ class ChatModelInline(admin.TabularInline):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AuditedAdmin):
     form = ProviderForm
     list_display = ("name", "label", "dialect", "base_url", "key_set", "enabled", "updated_at")
     list_filter = ("dialect", "enabled")
@@ -326,7 +638,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChatModel)
-class ChatModelAdmin(admin.ModelAdmin):
+class ChatModelAdmin(AuditedAdmin):
     form = ChatModelForm
     list_display = (
         "model_id",
