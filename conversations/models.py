@@ -163,6 +163,17 @@ class Message(models.Model):
     )
     # Position in the conversation: the key of history pages and of the order sent to the model.
     seq = models.PositiveIntegerField()
+    # The message this one follows (null: the first of a branch at the root). Edit and
+    # regenerate add a sibling; messages are never changed in place (docs/architecture.md,
+    # "Branches").
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        editable=False,
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     # What a reasoning model thought before answering: shown apart, never sent back upstream
@@ -194,7 +205,10 @@ class Message(models.Model):
     # The content's token estimate (selectors.estimate_tokens), written with the content, so
     # building a long conversation's history does not estimate every message again on every turn.
     token_estimate = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    # A regenerated reply stays for review in admin but leaves the conversation and the history.
+    # Off the active branch: a regenerated reply, an edited message and what followed them, or a
+    # branch the user switched away from. The active branch is exactly the messages with
+    # replaced=False, in seq order: every listing and the history read it that way, and switching
+    # branches flips this flag (conversations/branches.py). Kept for review in admin.
     replaced = models.BooleanField(default=False)
     # "host:pid:start-time" of the worker streaming this reply, so a dead worker's stream can be
     # recovered (conversations/recovery.py); emptied by the final write.

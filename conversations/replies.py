@@ -44,7 +44,7 @@ from governance import periods as calendar
 from governance import policy as policies
 from governance import pricing
 
-from . import catalog, metrics, quota, recovery, selectors, signals
+from . import branches, catalog, metrics, quota, recovery, selectors, signals
 from .llm import dialects
 from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
 from .llm.exceptions import LLMContentRejected, LLMError
@@ -139,13 +139,23 @@ class Reply:
 
     @classmethod
     def start(
-        cls, *, conversation: Conversation, content: str | None, regenerate: bool = False
+        cls,
+        *,
+        conversation: Conversation,
+        content: str | None,
+        regenerate: bool = False,
+        parent: Any = None,
     ) -> Reply:
         """Save the user's message (or retire the last reply) and read the history.
 
         Raises ``RateLimited`` (429), ``Conflict`` (409) while another reply is being written,
         ``UserInactive`` (401), ``LLMNotConfigured`` (503) when the model has no key, and
         ``AppError`` for a model no longer offered or nothing to regenerate; nothing is saved then.
+
+        ``parent`` (a message id) branches (conversations/branches.py): a send answers that reply,
+        or replaces that user message (an edit: a sibling); a regenerate replaces that reply. By
+        default a send follows the active branch's last message and a regenerate replaces it.
+        An unknown id raises ``NotFound``, one of another conversation ``invalid_parent`` (400).
         """
         model = conversation.model
         try:
@@ -161,6 +171,14 @@ class Reply:
                 f"Your group may not use the model {model!r}; choose another.",
                 code="model_not_allowed",
                 status_code=403,
+            )
+        target = branches.message_in(conversation, parent, field="parent") if parent else None
+        if target is not None and regenerate and target.role != Message.Role.ASSISTANT:
+            raise AppError(
+                "Only a reply can be regenerated; to change a message, send it with this "
+                "message as its parent.",
+                code="not_a_reply",
+                extra={"field": "parent"},
             )
         options = options_for(conversation, info)
         now = timezone.now()
@@ -196,6 +214,7 @@ class Reply:
                     conversation=conversation,
                     content=content,
                     regenerate=regenerate,
+                    target=target,
                     provider=info.provider,
                     holder=holder,
                 )
@@ -590,6 +609,7 @@ def _save_turn(
     conversation: Conversation,
     content: str | None,
     regenerate: bool,
+    target: Message | None = None,
     provider: str = "",
     holder: Any = None,
 ) -> tuple[Message | None, Message, quota.Hold | None]:
@@ -621,32 +641,48 @@ def _save_turn(
         # The quota hold (docs/governance.md): raises QuotaExceeded, rolling the turn back.
         held = holder(selectors.estimate_tokens(content) if content else 0) if holder else None
         last_seq = state.last_seq
+        # The active branch's last message (conversations/branches.py).
+        leaf = (
+            Message.objects.filter(conversation=conversation, replaced=False)
+            .order_by("-seq")
+            .only("id", "role", "parent_id")
+            .first()
+        )
+        leaf_id = leaf.pk if leaf is not None else None
         user_message = None
         if regenerate:
-            last = (
-                Message.objects.filter(conversation=conversation, replaced=False)
-                .order_by("-seq")
-                .first()
-            )
-            if last is None:
+            replacing = target or leaf
+            if replacing is None:
                 raise AppError("There is no reply to regenerate.", code="nothing_to_regenerate")
-            if last.role == Message.Role.ASSISTANT:
-                last.replaced = True
-                last.save(update_fields=["replaced"])
+            # A new sibling of the reply; after a question left without a reply, its first reply.
+            reply_parent = (
+                replacing.parent_id if replacing.role == Message.Role.ASSISTANT else replacing.pk
+            )
+            branching = replacing.pk != leaf_id or replacing.role == Message.Role.ASSISTANT
         else:
             assert content is not None  # noqa: S101 - a send (not a regenerate) always has content
+            if target is None:
+                user_parent = leaf_id
+            elif target.role == Message.Role.ASSISTANT:
+                user_parent = target.pk  # answers that reply
+            else:
+                user_parent = target.parent_id  # replaces that message: an edit
+            branching = user_parent != leaf_id
             last_seq += 1
             user_message = Message(
                 conversation=conversation,
                 seq=last_seq,
+                parent_id=user_parent,
                 role=Message.Role.USER,
                 content=content,
                 model=model,
                 token_estimate=selectors.estimate_tokens(content.strip()),
             )
+            reply_parent = user_message.pk
         assistant = Message(
             conversation=conversation,
             seq=last_seq + 1,
+            parent_id=reply_parent,
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
             model=model,
@@ -657,6 +693,9 @@ def _save_turn(
         )
         # Both rows in one INSERT: one round trip fewer inside the write lock.
         Message.objects.bulk_create([m for m in (user_message, assistant) if m is not None])
+        if branching:
+            # Off the old branch, onto the new one: the history below reads the new path.
+            branches.activate(conversation.pk, assistant.pk)
         updates: dict[str, Any] = {"updated_at": now}
         if not conversation.title and content:
             conversation.title = " ".join(content.split())[:TITLE_FROM_MESSAGE_CHARS]
