@@ -256,7 +256,7 @@ class ReviewItemAdmin(AuditedAdmin):
         "assignee",
         "claim",
         "label_list",
-        "model",
+        "conversation_model",
         "created_at",
     )
     list_filter = (
@@ -335,7 +335,7 @@ class ReviewItemAdmin(AuditedAdmin):
         return item.conversation.user.get_username()
 
     @admin.display(description=_("model"), ordering="conversation__model")
-    def model(self, item: ReviewItem) -> str:
+    def conversation_model(self, item: ReviewItem) -> str:
         return item.conversation.model
 
     @admin.display(description=_("labels"))
