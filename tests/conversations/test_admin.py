@@ -1,4 +1,6 @@
-"""Transcript review in Django admin: read-only, searchable, exportable (issue 2, admin)."""
+"""Transcript review in Django admin: read-only, searchable, exportable (issue 2, admin); read as
+a conversation with its feedback and flags, audited when opened, deleted only with a reason and
+never under legal hold."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
-from conversations.models import Conversation, Message
+from audit.models import AuditEntry
+from conversations.models import Conversation, Feedback, FeedbackReason, Message
 from tests.factories import ConversationFactory, MessageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -256,3 +260,285 @@ def test_even_a_superuser_cannot_edit_add_or_delete_messages(client, transcript)
     assert not re.search(r'name="messages-\d+-(content|DELETE)"', html)
     assert Message.objects.get(pk=message.pk).content == "Where should I go first?"
     assert transcript.messages.count() == 4
+
+
+# -- the transcript page (docs/review.md, "The queue") -------------------------------------------
+
+
+def _blocks(html: str) -> list[str]:
+    return re.findall(
+        r'<article class="tx-msg tx-msg--(?:user|assistant)[^"]*".*?</article>', html, re.S
+    )
+
+
+def test_the_transcript_is_one_block_per_message_with_a_metadata_line(client, staff, transcript):
+    MessageFactory(
+        conversation=transcript, seq=5, role="assistant", content="An `old` reply", replaced=True
+    )
+    Message.objects.filter(conversation=transcript, seq=2).update(
+        cost_cny="0.000420", provider="spark", model="max-32k", reasoning="Think **first**."
+    )
+
+    html = client.get(change_url(transcript)).content.decode()
+
+    blocks = _blocks(html)
+    assert len(blocks) == 5
+    assert [re.search(r'class="tx-role">(\w+)<', b).group(1) for b in blocks] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "assistant",
+    ]
+    # Replies carry their Markdown for the chat page's renderer; user text is shown as typed.
+    assert 'tx-md markdown" data-markdown>West Lake, early in the morning.</div>' in blocks[1]
+    assert "data-markdown" not in blocks[0]
+    assert '<details class="tx-reasoning">' in blocks[1]
+    assert "Think **first**." in blocks[1]
+    meta = re.search(r'<p class="tx-meta">(.*?)</p>', blocks[1], re.S).group(1)
+    parts = re.findall(r">([^<]+)</span>", meta)
+    assert parts[:7] == [
+        "complete",
+        "sid cha000b0001@dxabc",
+        "10 / 32 / 42 tokens",
+        "ttft 321 ms",
+        "1234 ms",
+        "0.00042 CNY",
+        "max-32k @ spark",
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", parts[7])
+    error_meta = re.search(r'<p class="tx-meta">(.*?)</p>', blocks[3], re.S).group(1)
+    assert "error 10014" in error_meta
+    assert "stopped by the model" in blocks[3]
+    # Only the regenerated reply is marked "replaced"; no column of ✖ for the others.
+    assert [("replaced" in b) for b in blocks] == [False, False, False, False, True]
+    assert "is-replaced" in blocks[4]
+    assert "✖" not in html
+    assert "icon-no.svg" not in html
+    # The chat page's renderer, as a module (CSP: no inline script), and its strings as data.
+    assert re.search(r'<script type="module" src="[^"]*js/admin-transcript\.js"', html)
+    assert '<script id="i18n-strings" type="application/json">' in html
+    assert "<script>" not in html
+
+
+def test_the_transcript_escapes_what_it_shows(client, staff):
+    conversation = ConversationFactory(title="<b>title</b>")
+    MessageFactory(conversation=conversation, seq=1, content="<script>alert(1)</script>")
+    MessageFactory(
+        conversation=conversation,
+        seq=2,
+        role="assistant",
+        content="<img src=x onerror=alert(2)>",
+        references=[
+            {"title": "ok", "url": "https://example.org/a"},
+            {"title": "bad", "url": "javascript:alert(3)"},
+        ],
+    )
+
+    html = client.get(change_url(conversation)).content.decode()
+
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html
+    assert 'href="https://example.org/a"' in html
+    assert "javascript:alert(3)" not in html
+
+
+def test_feedback_and_flags_show_beside_their_message(client, staff, transcript):
+    from review.models import ReviewItem, ReviewNote
+
+    reply = transcript.messages.get(seq=2)
+    FeedbackReason.objects.create(code="tx-wrong", label="Factually wrong", rating="down")
+    Feedback.objects.create(
+        message=reply, rating="down", reason="tx-wrong", comment="West Lake is crowded then."
+    )
+    item = ReviewItem.objects.get(message=reply, source="feedback")
+    ReviewNote.objects.create(item=item, author=staff, body="Checked the claim.")
+    ReviewItem.objects.create(conversation=transcript, source="sample", detail="daily sample")
+
+    html = client.get(change_url(transcript)).content.decode()
+
+    row = re.search(rf'<div class="tx-row[^"]*" id="message-{reply.pk}">.*?</aside>', html, re.S)
+    assert row
+    side = row.group(0)
+    assert "👎" in side
+    assert "Factually wrong" in side
+    assert "West Lake is crowded then." in side
+    assert "Checked the claim." in side
+    assert f"/admin/review/reviewitem/{item.pk}/change/" in side
+    # The whole-conversation item is at the top, before the first message.
+    transcript_html = html[html.index('<section class="tx"') :]
+    assert transcript_html.index("daily sample") < transcript_html.index("Where should I go")
+    # Other messages have nothing beside them.
+    first = transcript.messages.get(seq=1)
+    assert re.search(rf'<div class="tx-row" id="message-{first.pk}">', html)
+
+
+def test_the_header_shows_deletion_and_legal_hold(client, staff, transcript):
+    Conversation.objects.filter(pk=transcript.pk).update(
+        deleted_at=timezone.now(),
+        deleted_by="owner-ann",
+        deletion_reason="no longer needed",
+        legal_hold=True,
+        legal_hold_reason="case 42",
+    )
+
+    html = client.get(change_url(transcript)).content.decode()
+
+    deleted = re.search(r'tx-status__line--deleted">(.*?)</p>', html, re.S).group(1)
+    assert "owner-ann" in deleted
+    assert "no longer needed" in deleted
+    assert "case 42" in re.search(r'tx-status__line--hold">(.*?)</p>', html, re.S).group(1)
+
+
+def test_opening_a_transcript_is_on_the_audit_trail(client, staff, transcript):
+    client.get(change_url(transcript))
+    client.get(CHANGELIST)
+
+    (entry,) = AuditEntry.objects.filter(action="transcript.view")
+    assert (entry.actor, entry.target_type, entry.target_id) == (
+        staff.username,
+        "conversations.conversation",
+        str(transcript.pk),
+    )
+    assert entry.ip == "127.0.0.1"
+
+
+def test_the_list_filters_deleted_and_shows_state(client, staff, transcript):
+    gone = ConversationFactory(title="Deleted chat")
+    Conversation.objects.filter(pk=gone.pk).update(deleted_at=timezone.now(), legal_hold=True)
+
+    everything = client.get(CHANGELIST).content.decode()
+    deleted = client.get(CHANGELIST, {"deleted": "yes"}).content.decode()
+    kept = client.get(CHANGELIST, {"deleted": "no"}).content.decode()
+
+    assert "Deleted chat" in everything
+    assert "Weekend in Hangzhou" in everything
+    assert _cell(_row(everything, "Deleted chat"), "state") == "deleted, on hold"
+    assert _cell(_row(everything, "Weekend in Hangzhou"), "state") == "—"
+    assert "Deleted chat" in deleted
+    assert "Weekend in Hangzhou" not in deleted
+    assert "Deleted chat" not in kept
+    assert "Weekend in Hangzhou" in kept
+
+
+# -- deleting and legal hold ---------------------------------------------------------------------
+
+
+def _grant(user, *codenames: str) -> None:
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+
+
+def delete_url(conversation: Conversation) -> str:
+    return f"{CHANGELIST}{conversation.pk}/delete/"
+
+
+def test_deleting_needs_its_own_permission(client, staff, transcript):
+    assert client.get(delete_url(transcript)).status_code == 403
+    assert client.post(delete_url(transcript), {"reason": "spam"}).status_code == 403
+    assert Conversation.objects.filter(pk=transcript.pk).exists()
+    assert 'class="deletelink"' not in client.get(change_url(transcript)).content.decode()
+
+
+def test_deleting_asks_a_reason_then_records_it_before_the_row_goes(client, staff, transcript):
+    _grant(staff, "delete_conversation")
+    assert 'class="deletelink"' in client.get(change_url(transcript)).content.decode()
+
+    page = client.get(delete_url(transcript))
+    assert page.status_code == 200
+    assert '<textarea name="reason"' in page.content.decode()
+    empty = client.post(delete_url(transcript), {"reason": "   "})
+    assert empty.status_code == 200
+    assert "Please give a reason." in empty.content.decode()
+    assert Conversation.objects.filter(pk=transcript.pk).exists()
+
+    done = client.post(delete_url(transcript), {"reason": "Requested by the owner in writing."})
+
+    assert done.status_code == 302
+    assert done["Location"] == CHANGELIST
+    assert not Conversation.objects.filter(pk=transcript.pk).exists()
+    assert not Message.objects.filter(conversation_id=transcript.pk).exists()
+    (entry,) = AuditEntry.objects.filter(action="conversation.delete")
+    assert (entry.actor, entry.target_id, entry.target_repr) == (
+        staff.username,
+        str(transcript.pk),
+        "Weekend in Hangzhou",
+    )
+    assert entry.detail == {
+        "reason": "Requested by the owner in writing.",
+        "owner": "owner-ann",
+        "messages": 4,
+    }
+
+
+def test_deleting_is_refused_under_legal_hold(client, staff, transcript):
+    _grant(staff, "delete_conversation")
+    Conversation.objects.filter(pk=transcript.pk).update(
+        legal_hold=True, legal_hold_reason="case 42"
+    )
+
+    page = client.get(delete_url(transcript)).content.decode()
+    response = client.post(delete_url(transcript), {"reason": "cleanup"})
+
+    assert "under legal hold and cannot be deleted" in page
+    assert "case 42" in page
+    assert '<textarea name="reason"' not in page
+    assert response.status_code == 200
+    assert "under legal hold and cannot be deleted" in response.content.decode()
+    assert Conversation.objects.filter(pk=transcript.pk).exists()
+    assert not AuditEntry.objects.filter(action="conversation.delete").exists()
+
+
+def test_there_is_no_bulk_delete(client, transcript):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    html = client.get(CHANGELIST).content.decode()
+    response = client.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [str(transcript.pk)]}
+    )
+
+    assert "delete_selected" not in html
+    assert response.status_code in (200, 302)
+    assert Conversation.objects.filter(pk=transcript.pk).exists()
+
+
+def test_legal_hold_is_placed_and_lifted_with_a_reason_and_audited(client, staff, transcript):
+    url = f"{CHANGELIST}{transcript.pk}/legal-hold/"
+    assert client.get(url).status_code == 403
+    assert "legal-hold/" not in client.get(change_url(transcript)).content.decode()
+    _grant(staff, "legal_hold_conversation")
+    assert "Place legal hold" in client.get(change_url(transcript)).content.decode()
+
+    assert client.post(url, {"reason": ""}).status_code == 200
+    transcript.refresh_from_db()
+    assert not transcript.legal_hold
+    client.post(url, {"reason": "Litigation hold, case 42"})
+    transcript.refresh_from_db()
+    assert (transcript.legal_hold, transcript.legal_hold_reason) == (
+        True,
+        "Litigation hold, case 42",
+    )
+    assert "Lift legal hold" in client.get(change_url(transcript)).content.decode()
+    client.post(url, {"reason": "Case closed"})
+    transcript.refresh_from_db()
+    assert (transcript.legal_hold, transcript.legal_hold_reason) == (False, "")
+
+    placed = AuditEntry.objects.get(action="conversation.legal_hold")
+    lifted = AuditEntry.objects.get(action="conversation.legal_hold_lifted")
+    assert placed.detail == {"reason": "Litigation hold, case 42"}
+    assert lifted.detail == {"reason": "Case closed", "hold_reason": "Litigation hold, case 42"}
+    assert placed.target_id == lifted.target_id == str(transcript.pk)
+
+
+def test_provider_changes_are_audited(client):
+    from conversations.models import Provider
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    provider = Provider.objects.create(
+        name="acme", dialect="deepseek", base_url="https://a.example"
+    )
+
+    client.post(f"/admin/conversations/provider/{provider.pk}/delete/", {"post": "yes"})
+
+    (entry,) = AuditEntry.objects.filter(action="provider.delete")
+    assert entry.target_repr == "acme"
