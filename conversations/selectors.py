@@ -36,7 +36,7 @@ from governance.models import KINDS
 from . import catalog
 from .llm.base import ChatMessage
 from .llm.exceptions import LLMNotConfigured
-from .models import Conversation, Message
+from .models import Conversation, FeedbackReason, Message
 
 # Used by the history trimmer: a token is never fewer than this many characters of any script,
 # so a message whose running character total is past CHARS_PER_TOKEN_MAX x budget cannot fit.
@@ -170,7 +170,11 @@ def message_list(
     Keyset pagination on ``seq`` (one query whatever the conversation's length); ``offset``
     serves page-numbered clients, oldest first.
     """
-    messages = Message.objects.filter(conversation=conversation, replaced=False)
+    # Each message's feedback comes in the same query (a LEFT JOIN on a unique key), so building
+    # the message objects (shapes.message_data) costs no query per message.
+    messages = Message.objects.filter(conversation=conversation, replaced=False).select_related(
+        "feedback"
+    )
     if offset:
         page = list(messages.order_by("seq")[offset : offset + limit + 1])
         return page[:limit], len(page) > limit
@@ -184,6 +188,51 @@ def message_list(
         return list(reversed(page[:limit])), more
     page = list(messages.order_by("seq")[: limit + 1])
     return page[:limit], len(page) > limit
+
+
+def feedback_message_get(*, user_id: Any, message_id: UUID | str) -> Message:
+    """One of the user's messages, to rate: with its feedback (if any) loaded.
+
+    Raises ``NotFound``, as ``conversation_get`` does, for a message that does not exist, is
+    another user's, belongs to a conversation its owner deleted or was replaced by a regenerated
+    reply (none of which the API shows), and ``UserInactive`` when the user was deactivated.
+    """
+    messages = (
+        Message.objects.filter(
+            conversation__user_id=user_id,
+            conversation__deleted_at__isnull=True,
+            replaced=False,
+        )
+        .select_related("feedback")
+        .annotate(owner_active=F("conversation__user__is_active"))
+    )
+    try:
+        message = messages.get(pk=message_id)
+    except (Message.DoesNotExist, ValidationError):
+        user_check(user_id=user_id)
+        raise NotFound("Message not found.") from None
+    if not message.owner_active:
+        raise UserInactive()
+    return message
+
+
+def feedback_reasons() -> list[FeedbackReason]:
+    """The reasons on offer (enabled), in their order."""
+    return list(FeedbackReason.objects.filter(enabled=True).order_by("order", "code"))
+
+
+def feedback_reason_list(*, language: str | None) -> list[dict[str, str]]:
+    """The enabled reasons as ``GET /api/feedback/reasons/`` and the chat page show them: the
+    Chinese label when the language is Chinese and the reason has one."""
+    chinese = (language or "").lower().startswith("zh")
+    return [
+        {
+            "code": reason.code,
+            "label": reason.label_zh if chinese and reason.label_zh else reason.label,
+            "rating": reason.rating,
+        }
+        for reason in feedback_reasons()
+    ]
 
 
 @dataclass(frozen=True, slots=True)

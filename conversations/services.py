@@ -1,4 +1,5 @@
-"""Writes: conversations. Messages are written by the reply engine (``replies.py``)."""
+"""Writes: conversations and the feedback on replies. Messages are written by the reply engine
+(``replies.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import trail
@@ -15,7 +16,7 @@ from governance import policy as policies
 
 from . import catalog
 from .llm.base import ModelInfo
-from .models import Conversation
+from .models import Conversation, Feedback, FeedbackReason, Message
 
 
 def _validated_model(model: str | None, user_id: Any) -> str:
@@ -112,6 +113,8 @@ def conversation_create(
     conversation = Conversation(
         user=user,
         title=title.strip(),
+        # A title given here is the user's: a generated one never replaces it.
+        title_source=Conversation.TitleSource.USER if title.strip() else "",
         model=_validated_model(model, user.pk),
         system_prompt=system_prompt,
     )
@@ -131,7 +134,9 @@ def conversation_update(
     fields = []
     if title is not None:
         conversation.title = title.strip()
-        fields.append("title")
+        # The user's title from now on (an empty one: the next message's words may replace it).
+        conversation.title_source = Conversation.TitleSource.USER if conversation.title else ""
+        fields += ["title", "title_source"]
     if model is not None:
         conversation.model = _validated_model(model, conversation.user_id)
         fields.append("model")
@@ -205,3 +210,68 @@ def purge_deleted(*, now: datetime | None = None, batch: int = 200) -> tuple[int
                 )
             conversations += 1
             messages += removed
+
+
+def _rateable(message: Message) -> None:
+    """Refuse a message that cannot carry feedback: a user's message, a reply being written."""
+    if message.role != Message.Role.ASSISTANT:
+        raise AppError("Only a reply of the assistant can be rated.", code="not_a_reply")
+    if message.status == Message.Status.STREAMING:
+        raise AppError(
+            "This reply is still being written: rate it once it is finished.",
+            code="reply_not_finished",
+        )
+
+
+def feedback_set(*, message: Message, rating: str, reason: str = "", comment: str = "") -> Feedback:
+    """Set (or replace) the feedback on a finished reply.
+
+    ``reason`` (may be empty) must be the code of an enabled reason offered with ``rating``
+    (or with both ratings): anything else is a 400 ``invalid_reason`` listing the allowed codes.
+    The row is written with ``save()``, so its ``post_save`` receivers run (a 👎 queues the reply
+    for review: review/flagging.py).
+    """
+    _rateable(message)
+    if reason:
+        allowed = list(
+            FeedbackReason.objects.filter(enabled=True, rating__in=(rating, "any"))
+            .order_by("order", "code")
+            .values_list("code", flat=True)
+        )
+        if reason not in allowed:
+            raise AppError(
+                f"Unknown reason {reason!r} for the rating {rating!r}.",
+                code="invalid_reason",
+                extra={"field": "reason", "allowed": allowed},
+            )
+    with transaction.atomic():
+        feedback = Feedback.objects.select_for_update().filter(message=message).first()
+        if feedback is None:
+            try:
+                with transaction.atomic():
+                    feedback = Feedback.objects.create(
+                        message=message, rating=rating, reason=reason, comment=comment
+                    )
+            except IntegrityError:
+                # Another request rated the reply between the read and the write: replace it.
+                feedback = Feedback.objects.select_for_update().get(message=message)
+            else:
+                return feedback
+        feedback.rating = rating
+        feedback.reason = reason
+        feedback.comment = comment
+        feedback.save(update_fields=["rating", "reason", "comment", "updated_at"])
+    message.feedback = feedback
+    return feedback
+
+
+def feedback_delete(*, message: Message) -> bool:
+    """Take back the feedback on a reply; False when there was none (the end state is the same).
+
+    Deleted through the model (``Model.delete``), so its ``post_delete`` receivers run."""
+    _rateable(message)
+    feedback = Feedback.objects.filter(message=message).first()
+    if feedback is None:
+        return False
+    feedback.delete()
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .models import Conversation, Message
+from .models import Conversation, Feedback, Message
 
 # What a message object holds in the API (docs/architecture.md, "The HTTP interface").
 MESSAGE_FIELDS = (
@@ -33,6 +33,7 @@ MESSAGE_FIELDS = (
     "ttft_ms",
     "duration_ms",
     "created_at",
+    "feedback",
 )
 
 # The columns a reply's one final write sets (docs/architecture.md, "The reply flow", step 4).
@@ -58,7 +59,8 @@ REPLY_OUTCOME_COLUMNS = (
 )
 
 # The log line carries identifiers and figures, never what people wrote.
-_NOT_LOGGED = frozenset({"content", "reasoning", "references", "error_detail"})
+# (The feedback holds the user's comment.)
+_NOT_LOGGED = frozenset({"content", "reasoning", "references", "error_detail", "feedback"})
 
 
 def timestamp(value: datetime) -> str:
@@ -90,6 +92,22 @@ def message_data(message: Message) -> dict[str, Any]:
         "ttft_ms": message.ttft_ms,
         "duration_ms": message.duration_ms,
         "created_at": timestamp(message.created_at),
+        "feedback": feedback_data(message),
+    }
+
+
+def feedback_data(message: Message) -> dict[str, Any] | None:
+    """The user's rating of a reply, when it was loaded with the message
+    (``select_related("feedback")``, as ``selectors.message_list`` does); None otherwise, never a
+    query per message (a reply being streamed cannot have any yet)."""
+    feedback: Feedback | None = message._state.fields_cache.get("feedback")
+    if feedback is None:
+        return None
+    return {
+        "rating": str(feedback.rating),
+        "reason": feedback.reason,
+        "comment": feedback.comment,
+        "updated_at": timestamp(feedback.updated_at),
     }
 
 

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 
@@ -106,6 +107,19 @@ def js_strings() -> dict[str, str]:
         ),
         "reasoning_invalid": _("%(model)s cannot switch deep thinking on or off."),
         "web_search_invalid": _("%(model)s has no web search."),
+        # feedback on replies (static/js/feedback.js)
+        "feedback_group": _("Rate this reply"),
+        "feedback_up": _("Good reply"),
+        "feedback_down": _("Bad reply"),
+        "feedback_why_up": _("What was good?"),
+        "feedback_why_down": _("What went wrong?"),
+        "feedback_comment": _("Comment (optional)"),
+        "feedback_send": _("Send"),
+        "feedback_cancel": _("Cancel"),
+        "feedback_thanks": _("Thank you for your feedback."),
+        "feedback_removed": _("Your rating was taken back."),
+        "feedback_failed": _("Your feedback was not saved: %(reason)s"),
+        "feedback_comment_too_long": _("The comment is too long: at most %(max)s characters."),
     }
 
 
@@ -136,5 +150,8 @@ def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpRespon
             "model_configured": config["modelConfigured"],
             "chat_config": config,
             "js_strings": js_strings(),
+            # The reasons offered with a rating, labelled in the page's language: read by
+            # static/js/feedback.js, so the page needs no request of its own for them.
+            "feedback_reasons": selectors.feedback_reason_list(language=get_language()),
         },
     )

@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from chatsite.api.fields import StrictCharField
 
-from ..models import Message
+from ..models import Feedback, Message
 from ..shapes import conversation_data, message_data
 
 
@@ -107,6 +107,43 @@ class ReferenceSerializer(serializers.Serializer):
     url = serializers.URLField()
 
 
+FEEDBACK_COMMENT_MAX = 2000
+
+
+class FeedbackInputSerializer(serializers.Serializer):
+    rating = serializers.ChoiceField(choices=Feedback.Rating.choices)
+    reason = StrictCharField(
+        max_length=40,
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "The code of an enabled reason offered with this rating (GET /api/feedback/reasons/);"
+            " empty or left out: none"
+        ),
+    )
+    comment = StrictCharField(max_length=FEEDBACK_COMMENT_MAX, required=False, allow_blank=True)
+
+
+class FeedbackOutputSerializer(serializers.Serializer):
+    # A plain string here: an enum of the same name in two components makes drf-spectacular's
+    # enum naming collide with the reasons' `rating` (up, down, any).
+    rating = serializers.CharField(help_text="up (👍) or down (👎)")
+    reason = serializers.CharField(help_text="A reason code, or empty")
+    comment = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+class FeedbackReasonSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text="In the request's language (Accept-Language, or the language cookie)"
+    )
+    rating = serializers.ChoiceField(
+        choices=["up", "down", "any"],
+        help_text="Offered with 👍 (up), 👎 (down) or both (any)",
+    )
+
+
 class MessageOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     conversation = serializers.UUIDField(source="conversation_id")
@@ -129,6 +166,10 @@ class MessageOutputSerializer(serializers.Serializer):
     ttft_ms = serializers.IntegerField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+    feedback = FeedbackOutputSerializer(
+        allow_null=True,
+        help_text="The user's rating of a reply (PUT /api/messages/{id}/feedback/); null: none",
+    )
 
     def to_representation(self, instance: Message) -> dict[str, Any]:
         # The fields above describe the shape for the schema; shapes.py builds it (DRF's walk over

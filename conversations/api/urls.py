@@ -23,4 +23,10 @@ urlpatterns = [
         views.RegenerateApi.as_view(),
         name="regenerate",
     ),
+    path(
+        "messages/<uuid:message_id>/feedback/",
+        views.FeedbackApi.as_view(),
+        name="message-feedback",
+    ),
+    path("feedback/reasons/", views.FeedbackReasonListApi.as_view(), name="feedback-reasons"),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
+from django.utils import translation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -21,11 +22,14 @@ from chatsite.errors import AppError, NotFound
 from .. import selectors, services
 from ..models import Conversation, Message
 from ..replies import Reply
-from ..shapes import message_data
+from ..shapes import feedback_data, message_data
 from . import sse
 from .serializers import (
     ConversationInputSerializer,
     ConversationOutputSerializer,
+    FeedbackInputSerializer,
+    FeedbackOutputSerializer,
+    FeedbackReasonSerializer,
     MessageInputSerializer,
     MessagePageSerializer,
     ModelOutputSerializer,
@@ -312,3 +316,63 @@ class RegenerateApi(APIView):
         serializer.is_valid(raise_exception=True)
         reply = Reply.start(conversation=conversation, content=None, regenerate=True)
         return _reply_response(request, reply, stream=serializer.validated_data.get("stream"))
+
+
+# What a rating may be refused with, besides a malformed body (services.feedback_set).
+NOT_RATEABLE = {
+    "not_a_reply": "Only a reply of the assistant can be rated (this is the user's message).",
+    "reply_not_finished": "The reply is still being written: rate it once it is finished.",
+}
+INVALID_REASON = {
+    "invalid_reason": (
+        "The reason is not one offered with this rating (unknown, disabled, or for the other "
+        "rating); `allowed` lists the codes that are."
+    )
+}
+
+
+class FeedbackApi(APIView):
+    """The user's 👍/👎 on one of their replies: set or replace it (PUT), take it back (DELETE).
+
+    Another user's message, an unknown one, one of a deleted conversation or a replaced reply
+    answers 404 ``not_found``, as a conversation does.
+    """
+
+    error_codes = {
+        "PUT": {400: {**NOT_RATEABLE, **INVALID_REASON}},
+        "DELETE": {400: NOT_RATEABLE},
+    }
+
+    @extend_schema(
+        description=(
+            "Rate a finished reply of the assistant, or replace its rating. `reason` is a code "
+            "from GET /api/feedback/reasons/ offered with the rating; `comment` is optional."
+        ),
+        request=FeedbackInputSerializer,
+        responses=FeedbackOutputSerializer,
+    )
+    def put(self, request: Request, message_id: Any) -> Response:
+        message = selectors.feedback_message_get(user_id=request.user.pk, message_id=message_id)
+        serializer = FeedbackInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.feedback_set(message=message, **serializer.validated_data)
+        return Response(feedback_data(message))
+
+    @extend_schema(
+        description=(
+            "Take back the rating of a reply. Idempotent: 204 whether or not the reply had one."
+        ),
+        responses={204: None},
+    )
+    def delete(self, request: Request, message_id: Any) -> Response:
+        message = selectors.feedback_message_get(user_id=request.user.pk, message_id=message_id)
+        services.feedback_delete(message=message)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FeedbackReasonListApi(APIView):
+    """The reasons a user may give with a rating, labelled in the request's language."""
+
+    @extend_schema(responses=FeedbackReasonSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(selectors.feedback_reason_list(language=translation.get_language()))

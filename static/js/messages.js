@@ -1,6 +1,7 @@
 // Message bubbles: user messages as plain text, assistant replies as sanitised Markdown, with the
 // model's reasoning (when it thinks before answering) and the web pages it cited.
 
+import { FeedbackControl } from "./feedback.js";
 import { formatNumber, formatSeconds, t } from "./i18n.js";
 import { highlightWithin, renderMarkdown } from "./render.js";
 import { icon } from "./sidebar.js";
@@ -132,9 +133,14 @@ export class AssistantView {
     this.copy = actionButton("copy", t("copy_reply"), "copy");
     this.regenerate = actionButton("regenerate", t("regenerate"), "retry", { text: true });
     this.retry = actionButton("retry", t("retry"), "retry", { text: true });
-    this.actions.append(this.copy, this.regenerate, this.retry);
+    // 👍/👎 with the actions, their reasons form below (feedback.js).
+    this.feedback = new FeedbackControl();
+    this.feedback.onChange = (feedback) => {
+      if (this.message) this.message = { ...this.message, feedback };
+    };
+    this.actions.append(this.feedback.buttons, this.copy, this.regenerate, this.retry);
     foot.append(this.meta, this.actions);
-    this.el.append(bubble, foot);
+    this.el.append(bubble, foot, this.feedback.panel);
     views.set(this.el, this);
     this.text = "";
     this.message = null;
@@ -169,6 +175,7 @@ export class AssistantView {
     this.renderReferences();
     this.renderStatus();
     this.renderMeta();
+    this.feedback.update(message);
   }
 
   startThinking() {
@@ -178,6 +185,7 @@ export class AssistantView {
     this.notice.hidden = true;
     this.meta.textContent = "";
     this.el.dataset.status = "streaming";
+    this.feedback.hide();
     if (this.message) {
       this.message = { ...this.message, status: "streaming", usage: null, reasoning: "", references: [] };
     }
