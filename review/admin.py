@@ -247,7 +247,7 @@ class ReviewNoteInline(admin.StackedInline):
 @admin.register(ReviewItem)
 class ReviewItemAdmin(AuditedAdmin):
     list_display = (
-        "__str__",
+        "number",
         "conversation_title",
         "owner",
         "source",
@@ -325,6 +325,10 @@ class ReviewItemAdmin(AuditedAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     # -- columns and fields
+
+    @admin.display(description=_("item"), ordering="pk")
+    def number(self, item: ReviewItem) -> str:
+        return f"#{item.pk}"
 
     @admin.display(description=_("conversation"), ordering="conversation__title")
     def conversation_title(self, item: ReviewItem) -> str:
