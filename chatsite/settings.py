@@ -348,6 +348,10 @@ SPARK_MODELS = env.list(
     "SPARK_MODELS", default=["lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra"]
 )
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="lite")
+# The cheap model that titles a conversation after its first streamed reply (docs/architecture.md,
+# "Titles"); empty: titles stay the first message's words. Off under tests unless a test sets it,
+# so that other tests' upstream request counts stay theirs.
+TITLE_MODEL = env.str("TITLE_MODEL", default="" if TESTING else "lite")
 
 
 def _model_env_name(model: str) -> str:

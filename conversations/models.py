@@ -110,7 +110,18 @@ class Conversation(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
+
+    class TitleSource(models.TextChoices):
+        USER = "user", "set by the user"
+        MESSAGE = "message", "the first message's words"
+        GENERATED = "generated", "written by the title model"
+
     title = models.CharField(max_length=200, blank=True)
+    # Where the title came from: a generated title replaces only the first message's words,
+    # never a title the user set (docs/architecture.md, "Titles").
+    title_source = models.CharField(
+        max_length=16, choices=TitleSource.choices, blank=True, editable=False
+    )
     model = models.CharField(max_length=64)
     system_prompt = models.TextField(blank=True)
     # The conversation's parameters; null = the model's default (docs/providers.md).
@@ -295,3 +306,25 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_rating_display()} on {self.message_id}"
+
+
+class SystemUsage(models.Model):
+    """Tokens chatsite itself spent (a generated title): the site's cost, not the user's, so it
+    counts against no quota (docs/governance.md)."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    purpose = models.CharField(max_length=32)
+    model = models.CharField(max_length=64)
+    provider = models.CharField(max_length=64, blank=True)
+    # The conversation it was for (by value: kept when the conversation is purged).
+    conversation_id = models.UUIDField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost_cny = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "system usage"
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.model} {self.total_tokens} tokens"

@@ -44,7 +44,7 @@ from governance import periods as calendar
 from governance import policy as policies
 from governance import pricing
 
-from . import branches, catalog, metrics, quota, recovery, selectors, signals
+from . import branches, catalog, metrics, quota, recovery, selectors, signals, titles
 from .llm import dialects
 from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
 from .llm.exceptions import LLMContentRejected, LLMError
@@ -358,7 +358,11 @@ class Reply:
                 if event is _END:
                     return
                 if isinstance(event, _Outcome):
-                    yield self._final_event(self._save(event))
+                    message = self._save(event)
+                    yield self._final_event(message)
+                    title = self._title(message)
+                    if title is not None:
+                        yield ReplyEvent("title", {"title": title})
                     return
                 assert isinstance(event, ReplyEvent)  # noqa: S101 - only three kinds are queued
                 yield event
@@ -373,6 +377,20 @@ class Reply:
                         stream.close()
                 # Either way the reply is saved now; a finished model keeps its ``complete``.
                 self._save(pending or _CLIENT_LEFT)
+
+    def _title(self, message: Message) -> str | None:
+        """After the first reply, its conversation's generated title (conversations/titles.py),
+        sent after ``done`` so the page is free while it is written; None when there is none."""
+        try:
+            if not titles.wanted(self.conversation, message):
+                return None
+            question = self.user_message.content if self.user_message else ""
+            return titles.generate(self.conversation, question, message.content)
+        except Exception:  # a title is a nicety: never let it fail a finished reply
+            logger.exception("title generation failed")
+            return None
+        finally:
+            release_connection()
 
     @staticmethod
     def _final_event(message: Message) -> ReplyEvent:
@@ -699,7 +717,9 @@ def _save_turn(
         updates: dict[str, Any] = {"updated_at": now}
         if not conversation.title and content:
             conversation.title = " ".join(content.split())[:TITLE_FROM_MESSAGE_CHARS]
+            conversation.title_source = Conversation.TitleSource.MESSAGE
             updates["title"] = conversation.title
+            updates["title_source"] = conversation.title_source
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
         conversation.updated_at = now
     return user_message, assistant, held
