@@ -97,7 +97,7 @@ def _cost(value: Decimal) -> str:
     return f"{text} CNY"
 
 
-def _metadata(message: Message) -> list[dict[str, str]]:
+def _metadata(message: Message) -> list[dict[str, Any]]:
     """The message's metadata as the parts of one compact line, each with a tooltip."""
     parts = [{"text": message.get_status_display(), "title": _("status")}]
     if message.error_code:
@@ -324,8 +324,8 @@ class ConversationAdmin(AuditedAdmin):
         # Deleting asks for a reason, one conversation at a time (delete_view).
         actions.pop("delete_selected", None)
         # Actions other apps add (review's "Flag for review") name the permissions they need.
-        for name, (function, *_rest) in list(actions.items()):
-            needed = getattr(function, "required_perms", ())
+        for name, entry in list(actions.items()):
+            needed = getattr(entry[0], "required_perms", ()) if entry else ()
             if needed and not request.user.has_perms(needed):
                 del actions[name]
         return actions
@@ -402,7 +402,9 @@ class ConversationAdmin(AuditedAdmin):
     ) -> HttpResponse:
         conversation = self.get_object(request, unquote(object_id))
         if conversation is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id
+            )
         if not self.has_delete_permission(request, conversation):
             raise PermissionDenied
         form = DeleteConversationForm(request.POST if request.method == "POST" else None)
@@ -463,7 +465,9 @@ class ConversationAdmin(AuditedAdmin):
     def legal_hold_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         conversation = self.get_object(request, unquote(object_id))
         if conversation is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id
+            )
         if not self.has_legal_hold_permission(request):
             raise PermissionDenied
         form = LegalHoldForm(request.POST if request.method == "POST" else None)

@@ -232,10 +232,10 @@ class ReviewNoteInline(admin.StackedInline):
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
-        field = formset.form.base_fields.get("message")
+        field: Any = formset.form.base_fields.get("message")
         if field is not None:
             # A note may concern one message of this item's conversation.
-            conversation_id = obj.conversation_id if obj is not None else None
+            conversation_id: Any = obj.conversation_id if obj is not None else None
             field.queryset = Message.objects.filter(conversation_id=conversation_id).order_by("seq")
             field.label_from_instance = lambda m: (
                 f"#{m.seq} {m.role}: {m.content[:60]}{'…' if len(m.content) > 60 else ''}"
@@ -388,7 +388,7 @@ class ReviewItemAdmin(AuditedAdmin):
                     current = ReviewItem.objects.select_related("claimed_by").get(
                         pk=self.instance.pk
                     )
-                    holder = current.claim_holder()
+                    holder: Any = current.claim_holder()
                     if holder is not None and holder.pk != user.pk:
                         raise ValidationError(
                             _(
@@ -470,7 +470,7 @@ class ReviewItemAdmin(AuditedAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         item = self._item_for_post(request, object_id)
-        holder = item.claim_holder()
+        holder: Any = item.claim_holder()
         if holder is not None and holder.pk != request.user.pk and not request.user.is_superuser:
             self.message_user(
                 request,
@@ -502,7 +502,7 @@ class ReviewItemAdmin(AuditedAdmin):
         obj: Any = None,
     ) -> Any:
         if obj is not None:
-            holder = obj.claim_holder()
+            holder: Any = obj.claim_holder()
             context["claim"] = {
                 "holder": _who(holder) if holder is not None else "",
                 "mine": holder is not None and holder.pk == request.user.pk,
