@@ -33,7 +33,7 @@ class AuditedAdmin(admin.ModelAdmin):
     before and after (secrets by name only)."""
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        values = {}
+        values: dict[str, Any] = {}
         for name in form.changed_data:
             if name in SECRET_FIELDS:
                 values[name] = "(changed)"

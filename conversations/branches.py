@@ -17,8 +17,10 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 
-from chatsite.errors import AppError, NotFound
+from accounts.models import User
+from chatsite.errors import AppError, Conflict, NotFound
 
 from .models import Conversation, Message
 
@@ -118,3 +120,28 @@ def siblings(messages: Iterable[Message]) -> dict[UUID, list[UUID]]:
     for pk, parent_id in rows.values_list("id", "parent_id"):
         by_parent.setdefault(parent_id, []).append(pk)
     return {m.id: by_parent.get(m.parent_id, [m.id]) for m in messages}
+
+
+def branch_select(*, conversation: Conversation, message_id: Any) -> tuple[UUID, int]:
+    """Show the branch of ``message_id`` (``PUT …/branch/``): the active branch becomes the path
+    to the newest message at or under it, and stays so across reloads. Returns the new leaf and
+    the active branch's length. Refused with 409 while a reply is being written (the reply
+    belongs to the branch it was asked on)."""
+    target = message_in(conversation, message_id, field="message")
+    with transaction.atomic():
+        if connection.features.has_select_for_update:
+            # The owner's row, as a turn locks it: no turn is saved while the branch moves.
+            User.objects.select_for_update().filter(pk=conversation.user_id).values_list(
+                "pk"
+            ).first()
+        nodes = tree(conversation.pk)
+        if Message.objects.filter(
+            conversation_id=conversation.pk, status=Message.Status.STREAMING
+        ).exists():
+            raise Conflict(
+                "A reply is being written in this conversation: switch branches once it is done.",
+                code="reply_in_progress",
+            )
+        leaf = newest_leaf(nodes, target.pk)
+        activate(conversation.pk, leaf, nodes)
+    return leaf, len(path_to(nodes, leaf))

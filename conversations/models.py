@@ -254,6 +254,11 @@ class Message(models.Model):
         return f"{self.role} #{self.seq}"
 
     @property
+    def active(self) -> bool:
+        """On the active branch (conversations/branches.py)."""
+        return not self.replaced
+
+    @property
     def usage(self) -> dict[str, int] | None:
         if self.total_tokens is None:
             return None

@@ -164,6 +164,7 @@ def message_list(
     latest: bool = False,
     limit: int = 50,
     offset: int = 0,
+    every_branch: bool = False,
 ) -> tuple[list[Message], bool]:
     """A page of visible messages, oldest first, and whether more lie beyond the page.
 
@@ -172,9 +173,9 @@ def message_list(
     """
     # Each message's feedback comes in the same query (a LEFT JOIN on a unique key), so building
     # the message objects (shapes.message_data) costs no query per message.
-    messages = Message.objects.filter(conversation=conversation, replaced=False).select_related(
-        "feedback"
-    )
+    messages = Message.objects.filter(conversation=conversation).select_related("feedback")
+    if not every_branch:  # the active branch (conversations/branches.py)
+        messages = messages.filter(replaced=False)
     if offset:
         page = list(messages.order_by("seq")[offset : offset + limit + 1])
         return page[:limit], len(page) > limit

@@ -203,7 +203,7 @@ def purge_deleted(*, now: datetime | None = None, batch: int = 200) -> tuple[int
                     target_repr=str(conversation),
                     detail={
                         "owner": conversation.user.get_username(),
-                        "deleted_at": conversation.deleted_at.isoformat(),
+                        "deleted_at": locked.deleted_at.isoformat() if locked.deleted_at else None,
                         "deleted_by": conversation.deleted_by,
                         "messages": removed,
                     },

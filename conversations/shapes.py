@@ -34,6 +34,9 @@ MESSAGE_FIELDS = (
     "duration_ms",
     "created_at",
     "feedback",
+    "parent",
+    "siblings",
+    "active",
 )
 
 # The columns a reply's one final write sets (docs/architecture.md, "The reply flow", step 4).
@@ -60,7 +63,9 @@ REPLY_OUTCOME_COLUMNS = (
 
 # The log line carries identifiers and figures, never what people wrote.
 # (The feedback holds the user's comment.)
-_NOT_LOGGED = frozenset({"content", "reasoning", "references", "error_detail", "feedback"})
+_NOT_LOGGED = frozenset(
+    {"content", "reasoning", "references", "error_detail", "feedback", "siblings"}
+)
 
 
 def timestamp(value: datetime) -> str:
@@ -93,7 +98,18 @@ def message_data(message: Message) -> dict[str, Any]:
         "duration_ms": message.duration_ms,
         "created_at": timestamp(message.created_at),
         "feedback": feedback_data(message),
+        # Branches (conversations/branches.py): the message this one follows, the ids of it and
+        # its siblings in order when the listing computed them (null otherwise), and whether it
+        # is on the active branch.
+        "parent": None if message.parent_id is None else str(message.parent_id),
+        "siblings": _siblings(message),
+        "active": not message.replaced,
     }
+
+
+def _siblings(message: Message) -> list[str] | None:
+    ids = getattr(message, "sibling_ids", None)
+    return None if ids is None else [str(pk) for pk in ids]
 
 
 def feedback_data(message: Message) -> dict[str, Any] | None:

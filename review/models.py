@@ -7,7 +7,8 @@ message and source never make two items.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -100,7 +101,7 @@ class ReviewItem(models.Model):
     def __str__(self) -> str:
         return f"{self.get_source_display()} #{self.pk}"
 
-    def claim_holder(self, now: object = None) -> object:
+    def claim_holder(self, now: datetime | None = None) -> Any:
         """Who holds the claim now (None when unclaimed or expired)."""
         now = now or timezone.now()
         if self.claimed_by_id and self.claimed_until and self.claimed_until > now:

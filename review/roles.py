@@ -28,7 +28,7 @@ def ensure_reviewer_role(**_: Any) -> None:
     from django.contrib.auth.models import Group, Permission
     from django.db.models import Q
 
-    group, _ = Group.objects.get_or_create(name=REVIEWER_GROUP)
+    group = Group.objects.get_or_create(name=REVIEWER_GROUP)[0]
     wanted = Q()
     for app_label, codename in REVIEWER_PERMISSIONS:
         wanted |= Q(content_type__app_label=app_label, codename=codename)

@@ -17,11 +17,17 @@ from chatsite.api.schema import NOT_BLANK, describe_error_codes
 SSE_EVENT = {
     "type": "object",
     "description": (
-        "One server-sent event: `start` {user_message, assistant_message}, `delta` {content}, "
-        "`done` {message} or `error` {code, detail, message}; `data` is compact JSON."
+        "One server-sent event: `start` {user_message, assistant_message, notice?}, "
+        "`reasoning` {content} (before the answer), `delta` {content}, `references` "
+        "{references}, then `done` {message} or `error` {code, detail, message}; after the "
+        "first reply's `done`, `title` {title} when a title was generated. `data` is compact "
+        "JSON."
     ),
     "properties": {
-        "event": {"type": "string", "enum": ["start", "delta", "done", "error"]},
+        "event": {
+            "type": "string",
+            "enum": ["start", "reasoning", "delta", "references", "done", "error", "title"],
+        },
         "data": {"type": "string"},
         "id": {"type": "string"},
         "retry": {"type": "integer"},

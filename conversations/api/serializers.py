@@ -77,9 +77,19 @@ class ConversationOutputSerializer(serializers.Serializer):
         return conversation_data(instance)
 
 
+PARENT_HELP = (
+    "Branches: the reply this message answers, or the user message it replaces (an edit, "
+    "added beside the original). Omitted: after the active branch's last message."
+)
+
+
 class MessageInputSerializer(serializers.Serializer):
     content = StrictCharField(trim_whitespace=False, allow_blank=True)
     stream = StrictBooleanField(required=False)
+    # DRF's metaclass moves declared fields out of the class: this never shadows Field.parent.
+    parent = serializers.UUIDField(  # type: ignore[assignment]
+        required=False, allow_null=True, help_text=PARENT_HELP
+    )
 
     def validate_content(self, value: str) -> str:
         if not value.strip():
@@ -94,6 +104,23 @@ class MessageInputSerializer(serializers.Serializer):
 
 class RegenerateInputSerializer(serializers.Serializer):
     stream = StrictBooleanField(required=False)
+    parent = serializers.UUIDField(  # type: ignore[assignment]  # a field, not Field.parent
+        required=False,
+        allow_null=True,
+        help_text="The reply to answer again (added beside it). Omitted: the active branch's last.",
+    )
+
+
+class BranchInputSerializer(serializers.Serializer):
+    message = serializers.UUIDField(
+        help_text="A message of the branch to show: the active branch becomes the path to the "
+        "newest message at or under it."
+    )
+
+
+class BranchOutputSerializer(serializers.Serializer):
+    leaf = serializers.UUIDField(help_text="The active branch's last message")
+    count = serializers.IntegerField(help_text="Messages on the active branch")
 
 
 class UsageSerializer(serializers.Serializer):
@@ -166,6 +193,16 @@ class MessageOutputSerializer(serializers.Serializer):
     ttft_ms = serializers.IntegerField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+    parent = serializers.UUIDField(  # type: ignore[assignment]  # a field, not Field.parent
+        source="parent_id", allow_null=True, help_text="The message this one follows"
+    )
+    siblings = serializers.ListField(
+        source="sibling_ids",
+        child=serializers.UUIDField(),
+        allow_null=True,
+        help_text="This message and its siblings (edits, regenerations) in order, in listings",
+    )
+    active = serializers.BooleanField(help_text="On the active branch")
     feedback = FeedbackOutputSerializer(
         allow_null=True,
         help_text="The user's rating of a reply (PUT /api/messages/{id}/feedback/); null: none",

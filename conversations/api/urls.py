@@ -19,6 +19,11 @@ urlpatterns = [
         name="message-list",
     ),
     path(
+        "conversations/<uuid:conversation_id>/branch/",
+        views.BranchApi.as_view(),
+        name="branch",
+    ),
+    path(
         "conversations/<uuid:conversation_id>/regenerate/",
         views.RegenerateApi.as_view(),
         name="regenerate",

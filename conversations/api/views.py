@@ -19,12 +19,14 @@ from rest_framework.views import APIView
 
 from chatsite.errors import AppError, NotFound
 
-from .. import selectors, services
+from .. import branches, selectors, services
 from ..models import Conversation, Message
 from ..replies import Reply
 from ..shapes import feedback_data, message_data
 from . import sse
 from .serializers import (
+    BranchInputSerializer,
+    BranchOutputSerializer,
     ConversationInputSerializer,
     ConversationOutputSerializer,
     FeedbackInputSerializer,
@@ -200,6 +202,16 @@ def _reply_response(request: Request, reply: Reply, *, stream: bool | None) -> A
     return Response(reply.complete(), status=status.HTTP_201_CREATED)
 
 
+# A message named in a request that is in another conversation of the user (branches.message_in).
+INVALID_PARENT = {
+    "invalid_parent": "The message named is in another of your conversations, not this one."
+}
+
+
+NOT_A_REPLY_TO_REGENERATE = {
+    "not_a_reply": "parent names a user message: only a reply can be regenerated.",
+}
+
 MESSAGE_PAGE_MAX = 200
 PAGE_WITH_CURSOR = "page cannot be combined with after, before or latest=true."
 
@@ -207,7 +219,10 @@ PAGE_WITH_CURSOR = "page cannot be combined with after, before or latest=true."
 class MessageListApi(APIView):
     error_statuses = REPLY_ERROR_STATUSES
     # Parameters that exclude each other, which OpenAPI cannot state (chatsite/api/schema.py).
-    error_codes = {"GET": {400: {"conflicting_parameters": PAGE_WITH_CURSOR}}}
+    error_codes = {
+        "GET": {400: {"conflicting_parameters": PAGE_WITH_CURSOR}},
+        "POST": {400: INVALID_PARENT},
+    }
 
     @extend_schema(
         description=(
@@ -230,6 +245,12 @@ class MessageListApi(APIView):
             OpenApiParameter(
                 "page", int, description="Page number, oldest first (instead of after/before)"
             ),
+            OpenApiParameter(
+                "branches",
+                {"type": "string", "enum": ["active", "all"]},
+                description="active (default): the branch the user chose; all: every message "
+                "of every branch, in the order written (each says whether it is `active`)",
+            ),
         ],
         responses=MessagePageSerializer,
     )
@@ -247,7 +268,12 @@ class MessageListApi(APIView):
         latest = _bool_param(request, "latest")
         if page_number is not None and (after is not None or before is not None or latest):
             raise AppError(PAGE_WITH_CURSOR, code="conflicting_parameters")
-        count = conversation.message_count
+        scope = _query_value(request, "branches") or "active"
+        if scope not in ("active", "all"):
+            raise AppError("branches: must be active or all.", code="invalid")
+        every = scope == "all"
+        count = conversation.message_count if not every else conversation.messages.count()
+        kept = f"&branches={scope}" if every else ""
         base = request.build_absolute_uri(request.path)
         next_url = previous_url = None
         if page_number is not None:
@@ -255,26 +281,37 @@ class MessageListApi(APIView):
             if page_number > 1 and offset >= count:
                 raise NotFound("Invalid page.")
             messages, more = selectors.message_list(
-                conversation=conversation, limit=limit, offset=offset
+                conversation=conversation, limit=limit, offset=offset, every_branch=every
             )
-            next_url = f"{base}?page={page_number + 1}&limit={limit}" if more else None
+            next_url = f"{base}?page={page_number + 1}&limit={limit}{kept}" if more else None
             if page_number > 1:
-                previous_url = f"{base}?page={page_number - 1}&limit={limit}"
+                previous_url = f"{base}?page={page_number - 1}&limit={limit}{kept}"
             return self._page(count, next_url, previous_url, messages)
         messages, more = selectors.message_list(
-            conversation=conversation, after=after, before=before, latest=latest, limit=limit
+            conversation=conversation,
+            after=after,
+            before=before,
+            latest=latest,
+            limit=limit,
+            every_branch=every,
         )
         backwards = before is not None or latest
         if messages:
             if backwards:
-                previous_url = f"{base}?before={messages[0].seq}&limit={limit}" if more else None
+                previous_url = (
+                    f"{base}?before={messages[0].seq}&limit={limit}{kept}" if more else None
+                )
                 next_url = (
-                    f"{base}?after={messages[-1].seq}&limit={limit}" if before is not None else None
+                    f"{base}?after={messages[-1].seq}&limit={limit}{kept}"
+                    if before is not None
+                    else None
                 )
             else:
-                next_url = f"{base}?after={messages[-1].seq}&limit={limit}" if more else None
+                next_url = f"{base}?after={messages[-1].seq}&limit={limit}{kept}" if more else None
                 previous_url = (
-                    f"{base}?before={messages[0].seq}&limit={limit}" if after is not None else None
+                    f"{base}?before={messages[0].seq}&limit={limit}{kept}"
+                    if after is not None
+                    else None
                 )
         return self._page(count, next_url, previous_url, messages)
 
@@ -282,6 +319,10 @@ class MessageListApi(APIView):
     def _page(
         count: int, next_url: str | None, previous_url: str | None, messages: list[Message]
     ) -> Response:
+        # Each message's siblings (edits, regenerations) for the page's ‹ 2/3 ›: one query.
+        siblings = branches.siblings(messages)
+        for message in messages:
+            message.sibling_ids = siblings[message.id]  # type: ignore[attr-defined]
         return Response(
             {
                 "count": count,
@@ -299,12 +340,17 @@ class MessageListApi(APIView):
         conversation = _owned_conversation(request, conversation_id)
         serializer = MessageInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        reply = Reply.start(conversation=conversation, content=serializer.validated_data["content"])
+        reply = Reply.start(
+            conversation=conversation,
+            content=serializer.validated_data["content"],
+            parent=serializer.validated_data.get("parent"),
+        )
         return _reply_response(request, reply, stream=serializer.validated_data.get("stream"))
 
 
 class RegenerateApi(APIView):
     error_statuses = REPLY_ERROR_STATUSES
+    error_codes = {"POST": {400: {**INVALID_PARENT, **NOT_A_REPLY_TO_REGENERATE}}}
 
     @extend_schema(
         request=RegenerateInputSerializer,
@@ -314,8 +360,30 @@ class RegenerateApi(APIView):
         conversation = _owned_conversation(request, conversation_id)
         serializer = RegenerateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        reply = Reply.start(conversation=conversation, content=None, regenerate=True)
+        reply = Reply.start(
+            conversation=conversation,
+            content=None,
+            regenerate=True,
+            parent=serializer.validated_data.get("parent"),
+        )
         return _reply_response(request, reply, stream=serializer.validated_data.get("stream"))
+
+
+class BranchApi(APIView):
+    """Choose the branch to show (``‹ 2/3 ›``): saved, so a reload shows the same branch."""
+
+    error_statuses = {"PUT": (409,)}
+    error_codes = {"PUT": {400: INVALID_PARENT}}
+
+    @extend_schema(request=BranchInputSerializer, responses=BranchOutputSerializer)
+    def put(self, request: Request, conversation_id: Any) -> Response:
+        conversation = _owned_conversation(request, conversation_id)
+        serializer = BranchInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        leaf, count = branches.branch_select(
+            conversation=conversation, message_id=serializer.validated_data["message"]
+        )
+        return Response({"leaf": str(leaf), "count": count})
 
 
 # What a rating may be refused with, besides a malformed body (services.feedback_set).

@@ -108,7 +108,7 @@ def test_a_list_answered_before_a_delete_does_not_bring_the_conversation_back(
     ).click()
     page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
     expect(items.filter(has_text="Bedtime stories")).to_have_count(0)
-    wait_until(lambda: not Conversation.objects.filter(pk=doomed.pk).exists())
+    wait_until(lambda: Conversation.objects.filter(pk=doomed.pk, deleted_at__isnull=False).exists())
 
     held[0].fulfill(response=response)
     page.wait_for_function(

@@ -100,7 +100,7 @@ def test_sign_up_chat_reload_rename_search_delete(open_page, spark):
     dialog.get_by_role("button", name="Delete").click()
     expect(page.locator("#conversation-list li")).to_have_count(0)
     expect(page).to_have_url(b.url("/"))
-    wait_until(lambda: not Conversation.objects.exists())
+    wait_until(lambda: not Conversation.objects.filter(deleted_at__isnull=True).exists())
     b.watch.assert_clean()
 
 

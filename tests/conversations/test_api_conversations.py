@@ -545,14 +545,17 @@ def test_nothing_to_regenerate_is_a_refusal_the_schema_documents(api, user, spar
     schema-valid (the conversation's state is no part of a request) and refused: documented."""
     conversation = ConversationFactory(user=user)
     operation = openapi(api)["paths"][REGENERATE]["post"]
-    assert documented_codes(operation) == {"nothing_to_regenerate"}
+    assert documented_codes(operation) == {"nothing_to_regenerate", "invalid_parent", "not_a_reply"}
     assert "nothing_to_regenerate" in operation["responses"]["400"]["description"]
 
     pinned = {"conversation_id": str(conversation.pk)}
     for case in schema_valid_cases(openapi(api), REGENERATE, "POST", 5, path_parameters=pinned):
         body = case.body if isinstance(case.body, dict) else {}  # the body is optional
         response = api.post(REGENERATE.format(conversation_id=conversation.pk), body, format="json")
-        assert_json_error(response, 400, "nothing_to_regenerate")
+        if body.get("parent"):  # a message id the conversation does not hold
+            assert_json_error(response, 404, "not_found")
+        else:
+            assert_json_error(response, 400, "nothing_to_regenerate")
 
 
 def test_api_docs_render_with_local_assets_only(api, client):
