@@ -131,6 +131,8 @@ class Conversation(models.Model):
     web_search = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Pinned to the top of its owner's sidebar.
+    pinned = models.BooleanField(default=False)
     # Deleted by its owner (or staff): gone from the owner's page and the API at once, kept for
     # review DELETED_RETENTION_DAYS, then purged (docs/review.md, "Retention").
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)

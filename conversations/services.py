@@ -105,6 +105,7 @@ def conversation_create(
     title: str = "",
     model: str | None = None,
     system_prompt: str = "",
+    pinned: bool = False,
     **parameters: Any,
 ) -> Conversation:
     """A new conversation. ``user`` is a User (assigning it checks it is still active);
@@ -117,6 +118,7 @@ def conversation_create(
         title_source=Conversation.TitleSource.USER if title.strip() else "",
         model=_validated_model(model, user.pk),
         system_prompt=system_prompt,
+        pinned=pinned,
     )
     _apply_parameters(conversation, parameters, model_changed=False)
     conversation.save(force_insert=True)
@@ -129,9 +131,13 @@ def conversation_update(
     title: str | None = None,
     model: str | None = None,
     system_prompt: str | None = None,
+    pinned: bool | None = None,
     **parameters: Any,
 ) -> Conversation:
     fields = []
+    if pinned is not None and pinned != conversation.pinned:
+        conversation.pinned = pinned
+        fields.append("pinned")
     if title is not None:
         conversation.title = title.strip()
         # The user's title from now on (an empty one: the next message's words may replace it).
@@ -145,7 +151,9 @@ def conversation_update(
         fields.append("system_prompt")
     fields += _apply_parameters(conversation, parameters, model_changed=model is not None)
     if fields:
-        conversation.save(update_fields=[*fields, "updated_at"])
+        # Pinning alone does not move the conversation in the list (it is no activity).
+        touched = [] if fields == ["pinned"] else ["updated_at"]
+        conversation.save(update_fields=[*fields, *touched])
     return conversation
 
 

@@ -149,6 +149,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "max_tokens": conversation.max_tokens,
         "reasoning": conversation.reasoning,
         "web_search": conversation.web_search,
+        "pinned": conversation.pinned,
         "created_at": timestamp(conversation.created_at),
         "updated_at": timestamp(conversation.updated_at),
     }

@@ -48,6 +48,7 @@ class ConversationInputSerializer(serializers.Serializer):
     )
     reasoning = StrictBooleanField(required=False, allow_null=True)
     web_search = StrictBooleanField(required=False, allow_null=True)
+    pinned = StrictBooleanField(required=False)
 
     def validate_system_prompt(self, value: str) -> str:
         if len(value) > settings.MAX_SYSTEM_PROMPT_CHARS:
@@ -68,6 +69,7 @@ class ConversationOutputSerializer(serializers.Serializer):
     max_tokens = serializers.IntegerField(allow_null=True)
     reasoning = serializers.BooleanField(allow_null=True)
     web_search = serializers.BooleanField(allow_null=True)
+    pinned = serializers.BooleanField(help_text="Pinned to the top of the sidebar")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

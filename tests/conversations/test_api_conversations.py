@@ -602,3 +602,20 @@ def test_a_repeated_page_parameter_of_the_conversation_list_is_refused(api, user
     body = assert_json_error(api.get(f"/api/conversations/?{query}"), 400, "invalid")
 
     assert query.split("=")[0] in body["detail"]
+
+
+def test_pinning_is_saved_and_does_not_move_the_conversation(api, user):
+    older = ConversationFactory(user=user, title="older")
+    newer = ConversationFactory(user=user, title="newer")
+    assert older.pinned is False
+
+    response = api.patch(f"/api/conversations/{older.pk}/", {"pinned": True}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["pinned"] is True
+    listed = api.get("/api/conversations/").json()["results"]
+    assert [c["title"] for c in listed] == ["newer", "older"]  # order by activity, as before
+    assert [c["pinned"] for c in listed] == [False, True]
+    assert_json_error(
+        api.patch(f"/api/conversations/{newer.pk}/", {"pinned": "yes"}, format="json"), 400
+    )
