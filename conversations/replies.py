@@ -723,3 +723,44 @@ def _save_turn(
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
         conversation.updated_at = now
     return user_message, assistant, held
+
+
+STOP_WAIT_SECONDS = 3.0
+
+
+def reply_stop(*, message: Message, shown: int) -> Message:
+    """The page stopped this reply after showing ``shown`` characters (code points): keep what
+    the user saw, so a reload shows the same text (``POST /api/messages/<id>/stop/``).
+
+    The page aborts the stream first; the reply's own final write may still be on its way, so
+    this waits up to ``STOP_WAIT_SECONDS`` for it. A reply the model finished meanwhile is cut
+    to what was shown too, and marked interrupted, as the user saw it stop. A failed reply keeps
+    its error. Tokens already charged stay charged: the model produced them.
+    """
+    if message.role != Message.Role.ASSISTANT:
+        raise AppError(
+            "Only a reply can be stopped (this is the user's message).", code="not_a_reply"
+        )
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    while message.status == Message.Status.STREAMING:
+        if time.monotonic() > deadline:
+            raise Conflict(
+                "The reply is still being written: close its stream first.",
+                code="reply_in_progress",
+            )
+        time.sleep(0.05)
+        message.refresh_from_db(fields=["status", "content", "token_estimate", "error_code"])
+    if message.status == Message.Status.ERROR or len(message.content) <= shown:
+        return message
+    message.content = message.content[:shown]
+    message.token_estimate = selectors.estimate_tokens(message.content.strip())
+    changed = Message.objects.filter(pk=message.pk).exclude(status=Message.Status.STREAMING)
+    changed.update(
+        content=message.content,
+        token_estimate=message.token_estimate,
+        status=Message.Status.INTERRUPTED,
+        error_code="client_disconnected",
+        error_detail="The reply was stopped before it was complete.",
+    )
+    message.refresh_from_db()
+    return message

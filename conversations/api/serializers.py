@@ -113,6 +113,14 @@ class RegenerateInputSerializer(serializers.Serializer):
     )
 
 
+class StopInputSerializer(serializers.Serializer):
+    shown = StrictIntegerField(
+        min_value=0,
+        max_value=10_000_000,
+        help_text="How many characters (Unicode code points) of the reply the page showed",
+    )
+
+
 class BranchInputSerializer(serializers.Serializer):
     message = serializers.UUIDField(
         help_text="A message of the branch to show: the active branch becomes the path to the "

@@ -33,5 +33,6 @@ urlpatterns = [
         views.FeedbackApi.as_view(),
         name="message-feedback",
     ),
+    path("messages/<uuid:message_id>/stop/", views.StopApi.as_view(), name="message-stop"),
     path("feedback/reasons/", views.FeedbackReasonListApi.as_view(), name="feedback-reasons"),
 ]

@@ -21,7 +21,7 @@ from chatsite.errors import AppError, NotFound
 
 from .. import branches, selectors, services
 from ..models import Conversation, Message
-from ..replies import Reply
+from ..replies import Reply, reply_stop
 from ..shapes import feedback_data, message_data
 from . import sse
 from .serializers import (
@@ -33,10 +33,12 @@ from .serializers import (
     FeedbackOutputSerializer,
     FeedbackReasonSerializer,
     MessageInputSerializer,
+    MessageOutputSerializer,
     MessagePageSerializer,
     ModelOutputSerializer,
     RegenerateInputSerializer,
     ReplyOutputSerializer,
+    StopInputSerializer,
     UsageOutputSerializer,
 )
 
@@ -384,6 +386,21 @@ class BranchApi(APIView):
             conversation=conversation, message_id=serializer.validated_data["message"]
         )
         return Response({"leaf": str(leaf), "count": count})
+
+
+class StopApi(APIView):
+    """The page stopped a reply: keep exactly the text it showed (``replies.reply_stop``)."""
+
+    error_statuses = {"POST": (409,)}
+    error_codes = {"POST": {400: {"not_a_reply": "Only a reply can be stopped."}}}
+
+    @extend_schema(request=StopInputSerializer, responses=MessageOutputSerializer)
+    def post(self, request: Request, message_id: Any) -> Response:
+        message = selectors.feedback_message_get(user_id=request.user.pk, message_id=message_id)
+        serializer = StopInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        stopped = reply_stop(message=message, shown=serializer.validated_data["shown"])
+        return Response(message_data(stopped))
 
 
 # What a rating may be refused with, besides a malformed body (services.feedback_set).

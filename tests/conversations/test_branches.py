@@ -5,6 +5,7 @@ history, built by the server; the chosen branch is saved."""
 from __future__ import annotations
 
 import importlib
+import time
 
 import pytest
 from django.apps import apps as django_apps
@@ -259,3 +260,84 @@ def test_the_migration_links_a_conversation_made_before_branches(user):
 
     parents = [Message.objects.get(pk=m.pk).parent_id for m in made]
     assert parents == [None, made[0].pk, made[0].pk, made[2].pk, made[3].pk]
+
+
+# --- Stop keeps what the page showed -------------------------------------------------------------
+
+
+# response.close() sends request_finished, which closes a connection held in a test's transaction.
+@pytest.mark.django_db(transaction=True)
+def test_stop_cuts_the_saved_reply_to_what_the_page_showed(api, spark, conversation):
+    response = api.post(
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": "hi [[reply:alpha beta gamma delta]] [[interval:0.2]]", "stream": True},
+        format="json",
+    )
+    frames = iter(response.streaming_content)
+    received = b""
+    while b"event: delta" not in received:
+        received += next(frames)
+    # The page showed "alpha " and stopped; the server got more from the model meanwhile.
+    time.sleep(0.5)
+    response.close()
+    reply = Message.objects.get(conversation=conversation, role="assistant")
+    assert reply.status == "interrupted"
+    assert len(reply.content) > len("alpha ")  # more than the page showed
+
+    stopped = api.post(f"/api/messages/{reply.pk}/stop/", {"shown": 6}, format="json")
+
+    assert stopped.status_code == 200, stopped.content
+    assert stopped.json()["content"] == "alpha "
+    assert stopped.json()["status"] == "interrupted"
+    reply.refresh_from_db()
+    assert (reply.content, reply.status) == ("alpha ", "interrupted")
+    listed = api.get(f"/api/conversations/{conversation.pk}/messages/").json()["results"]
+    assert listed[-1]["content"] == "alpha "
+
+
+def test_a_reply_finished_before_the_stop_is_cut_to_what_was_shown(api, spark, conversation):
+    body = send(api, conversation, "hi [[reply:alpha beta gamma delta]]")
+    reply_id = body["assistant_message"]["id"]
+
+    stopped = api.post(f"/api/messages/{reply_id}/stop/", {"shown": 10}, format="json")
+
+    assert stopped.json()["content"] == "alpha beta"
+    assert stopped.json()["status"] == "interrupted"
+
+
+def test_stop_leaves_a_shorter_or_failed_reply_alone(api, spark, conversation):
+    body = send(api, conversation, "hi [[reply:short]]")
+    reply_id = body["assistant_message"]["id"]
+
+    assert (
+        api.post(f"/api/messages/{reply_id}/stop/", {"shown": 99}, format="json").json()["status"]
+        == "complete"
+    )
+    user_id = body["user_message"]["id"]
+    assert_json_error(
+        api.post(f"/api/messages/{user_id}/stop/", {"shown": 1}, format="json"), 400, "not_a_reply"
+    )
+    assert_json_error(
+        api.post(f"/api/messages/{reply_id}/stop/", {"shown": -1}, format="json"), 400
+    )
+    other = UserFactory()
+    stranger = ConversationFactory(user=other)
+    theirs = Message.objects.create(conversation=stranger, seq=1, role="assistant", content="x")
+    assert_json_error(
+        api.post(f"/api/messages/{theirs.pk}/stop/", {"shown": 0}, format="json"), 404, "not_found"
+    )
+
+
+def test_stop_waits_for_a_reply_still_streaming_then_gives_up(api, conversation, monkeypatch):
+    from conversations import replies
+
+    monkeypatch.setattr(replies, "STOP_WAIT_SECONDS", 0.2)
+    reply = Message.objects.create(
+        conversation=conversation, seq=1, role="assistant", status="streaming", content="abc"
+    )
+
+    assert_json_error(
+        api.post(f"/api/messages/{reply.pk}/stop/", {"shown": 1}, format="json"),
+        409,
+        "reply_in_progress",
+    )
