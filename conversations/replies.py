@@ -35,7 +35,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Field
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts.models import User
 from chatsite.errors import AppError, Conflict, RateLimited, UserInactive
@@ -49,7 +49,7 @@ from .llm import dialects
 from .llm.base import ChatMessage, ChatOptions, ModelInfo, Reference, StreamChunk, Usage
 from .llm.exceptions import LLMContentRejected, LLMError
 from .models import Conversation, Message
-from .shapes import REPLY_OUTCOME_COLUMNS, message_data, message_log_fields
+from .shapes import REPLY_OUTCOME_COLUMNS, error_text, message_data, message_log_fields
 
 logger = logging.getLogger("chatsite.replies")
 
@@ -123,6 +123,9 @@ class Reply:
         self.options = options
         self.price = price  # the model's price in force when the reply was made (or None)
         self.notice = notice  # e.g. the reply's maximum lowered to the quota that remains
+        # The request's language: the stream's last frame is written after the request's own
+        # code has returned, in its language all the same.
+        self.language = translation.get_language()
         self._started = time.monotonic()
         self._parts: list[str] = []
         self._reasoning: list[str] = []
@@ -280,7 +283,10 @@ class Reply:
         except LLMError as exc:
             self._save(_Outcome(Message.Status.ERROR, error=exc))
             raise ReplyFailed(
-                exc.detail, code=exc.code, status_code=exc.status_code, extra=self.start_data()
+                error_text(exc.detail),
+                code=exc.code,
+                status_code=exc.status_code,
+                extra=self.start_data(),
             ) from exc
         except BaseException:
             self._save(_INTERNAL_ERROR)
@@ -359,7 +365,9 @@ class Reply:
                     return
                 if isinstance(event, _Outcome):
                     message = self._save(event)
-                    yield self._final_event(message)
+                    with translation.override(self.language):
+                        final = self._final_event(message)
+                    yield final
                     title = self._title(message)
                     if title is not None:
                         yield ReplyEvent("title", {"title": title})
@@ -401,7 +409,7 @@ class Reply:
             "error",
             {
                 "code": message.error_code or "upstream_error",
-                "detail": message.error_detail,
+                "detail": error_text(message.error_detail),
                 "message": data,
             },
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.utils.translation import gettext
+
 from .models import Conversation, Feedback, Message
 
 # What a message object holds in the API (docs/architecture.md, "The HTTP interface").
@@ -74,6 +76,13 @@ def timestamp(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def error_text(detail: str) -> str:
+    """A failed reply's stored (English) error text in the active language: the texts the model
+    clients and the reply engine end a reply with are in conversations/locale (a test keeps that
+    list complete); any other text is shown as stored."""
+    return gettext(detail) if detail else ""
+
+
 def message_data(message: Message) -> dict[str, Any]:
     """A message as the API, the stream frames and the exports show it."""
     return {
@@ -89,7 +98,7 @@ def message_data(message: Message) -> dict[str, Any]:
         "model": message.model,
         "provider": message.provider,
         "error_code": message.error_code,
-        "error_detail": message.error_detail,
+        "error_detail": error_text(message.error_detail),
         "sid": message.sid,
         "usage": message.usage,
         # A decimal string, exact (null: unpriced model, or a reply still being written).
