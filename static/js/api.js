@@ -109,8 +109,23 @@ export const api = {
   latestMessages: (id, limit = 50) =>
     request(`${base}/conversations/${id}/messages/?latest=true&limit=${limit}`),
   page: (url) => request(localPath(url)),
-  sendMessage: (id, content, signal) =>
-    openStream(`${base}/conversations/${id}/messages/`, { content, stream: true }, signal),
-  regenerate: (id, signal) =>
-    openStream(`${base}/conversations/${id}/regenerate/`, { stream: true }, signal),
+  // parent: the reply this message answers, or the user message it replaces (an edit).
+  sendMessage: (id, content, signal, parent = null) =>
+    openStream(
+      `${base}/conversations/${id}/messages/`,
+      parent ? { content, stream: true, parent } : { content, stream: true },
+      signal,
+    ),
+  // parent: the reply to answer again (default: the last).
+  regenerate: (id, signal, parent = null) =>
+    openStream(`${base}/conversations/${id}/regenerate/`, parent ? { stream: true, parent } : { stream: true }, signal),
+  // Show the branch of a message (‹ 2/3 ›); saved, so a reload shows it too.
+  selectBranch: (id, message) =>
+    request(`${base}/conversations/${id}/branch/`, { method: "PUT", body: { message } }),
+  // The page stopped a reply after showing `shown` characters: the server keeps exactly those.
+  stopReply: (messageId, shown) =>
+    request(`${base}/messages/${messageId}/stop/`, { method: "POST", body: { shown } }),
+  exportUrl: (id, format) => `${base}/conversations/${id}/export/?format=${encodeURIComponent(format)}`,
+  share: (id) => request(`${base}/conversations/${id}/share/`, { method: "POST" }),
+  unshare: (id) => request(`${base}/conversations/${id}/share/`, { method: "DELETE" }),
 };

@@ -1,9 +1,12 @@
 // The chat page: wires the sidebar, the conversation view, the composer and the reply streams.
 
 import { ApiError, api, setCsrfFallback } from "./api.js";
+import { forgetConversation, forgetUnsent, readDraft, rememberUnsent, unsentList, writeDraft } from "./drafts.js";
+import { History } from "./history.js";
 import { formatNumber, t } from "./i18n.js";
 import { AssistantView, UserView, setModelLabels, viewOf } from "./messages.js";
 import { copyText, flashCopied, handleCodeCopy, highlightWithin } from "./render.js";
+import { Sessions, openReply } from "./session.js";
 import { readEvents } from "./stream.js";
 import { Sidebar, conversationTitle } from "./sidebar.js";
 
@@ -48,7 +51,6 @@ const phone = window.matchMedia("(max-width: 800px)");
 
 const UUID = /^\/c\/([0-9a-f-]{36})\/?$/i;
 const PAGE_SIZE = 50;
-const NEW = "new";
 
 const state = {
   conversation: null, // the open conversation, or null for a new chat not yet created
@@ -61,7 +63,7 @@ const state = {
   draftSystemPrompt: "",
   draftSettings: {}, // model settings chosen before a new chat exists, applied when it starts
   modelConfigured: config.modelConfigured,
-  sessions: new Map(),
+  sessions: new Sessions(),
 };
 
 // --- small helpers ------------------------------------------------------------------------------
@@ -82,16 +84,6 @@ function navigate(path, { replace = false } = {}) {
 
 function currentId() {
   return state.conversation ? state.conversation.id : null;
-}
-
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(new DOMException("Aborted", "AbortError"));
-    }, { once: true });
-  });
 }
 
 function errorText(error) {
@@ -145,46 +137,10 @@ function confirmDialog(message, okLabel) {
   });
 }
 
-// --- local storage: drafts and messages that never reached the server ------------------------
-
-function draftKey(id) {
-  return `chatsite:draft:${id || NEW}`;
-}
+// --- drafts (drafts.js) ---------------------------------------------------------------------------
 
 function saveDraft() {
-  const key = draftKey(currentId());
-  if (input.value) localStorage.setItem(key, input.value);
-  else localStorage.removeItem(key);
-}
-
-function unsentKey(id) {
-  return `chatsite:unsent:${id}`;
-}
-
-function unsentList(id) {
-  try {
-    return JSON.parse(localStorage.getItem(unsentKey(id)) || "[]");
-  } catch {
-    return [];
-  }
-}
-
-function storeUnsent(id, entries) {
-  if (entries.length) localStorage.setItem(unsentKey(id), JSON.stringify(entries));
-  else localStorage.removeItem(unsentKey(id));
-}
-
-function rememberUnsent(id, view, reason) {
-  view.unsentKey ??= `${Date.now()}-${Math.random().toString(36).slice(2)}`;
-  const entries = unsentList(id).filter((entry) => entry.key !== view.unsentKey);
-  entries.push({ key: view.unsentKey, content: view.content, reason });
-  storeUnsent(id, entries);
-}
-
-function forgetUnsent(id, view) {
-  if (!view.unsentKey) return;
-  storeUnsent(id, unsentList(id).filter((entry) => entry.key !== view.unsentKey));
-  view.unsentKey = null;
+  writeDraft(currentId(), input.value);
 }
 
 // --- scrolling ----------------------------------------------------------------------------------
@@ -219,17 +175,11 @@ jumpLatest.addEventListener("click", () => {
 // --- sessions: one reply at a time per conversation, later messages queued -----------------------
 
 function sessionFor(id) {
-  let session = state.sessions.get(id);
-  if (!session) {
-    session = { id, busy: false, controller: null, queue: [], user: null, assistant: null };
-    state.sessions.set(id, session);
-  }
-  return session;
+  return state.sessions.for(id);
 }
 
 function isBusy(id) {
-  const session = id && state.sessions.get(id);
-  return Boolean(session && (session.busy || session.queue.length));
+  return state.sessions.isBusy(id);
 }
 
 function updateControls() {
@@ -295,23 +245,6 @@ function pump(session) {
   if (session.busy || !session.queue.length) return;
   const job = session.queue.shift();
   run(session, job).catch(reportError);
-}
-
-async function openReply(session, job, signal) {
-  // A reply stopped a moment ago may still be closing on the server: wait briefly for it.
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      return job.type === "send"
-        ? await api.sendMessage(session.id, job.content, signal)
-        : await api.regenerate(session.id, signal);
-    } catch (error) {
-      if (error instanceof ApiError && error.code === "reply_in_progress" && attempt < 6) {
-        await sleep(500 * (attempt + 1), signal);
-        continue;
-      }
-      throw error;
-    }
-  }
 }
 
 async function run(session, job) {
@@ -420,7 +353,7 @@ function resetView() {
 }
 
 function loadDraft() {
-  input.value = localStorage.getItem(draftKey(currentId())) || "";
+  input.value = readDraft(currentId());
   autosize();
   updateCount();
 }
@@ -506,57 +439,22 @@ async function openConversation(id, { push = false } = {}) {
   if (state.previous && scroller.scrollHeight <= scroller.clientHeight + 400) loadOlder();
 }
 
-async function loadOlder() {
-  if (state.loadingOlder || !state.previous) return;
-  const token = state.token;
-  state.loadingOlder = true;
-  historyMore.setAttribute("aria-busy", "true");
-  try {
-    const page = await api.page(state.previous);
-    if (token !== state.token) return;
-    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    const elements = page.results.map((message) => viewFor(message).el);
-    list.prepend(...elements);
-    scroller.scrollTop = scroller.scrollHeight - fromBottom;
-    state.previous = page.previous;
-    historyMore.hidden = !state.previous;
-    highlightWithin(list).catch(() => {});
-  } catch (error) {
-    if (token === state.token) reportError(error);
-  } finally {
-    if (token === state.token) {
-      state.loadingOlder = false;
-      historyMore.removeAttribute("aria-busy");
-      if (state.previous && scroller.scrollTop < 400) requestAnimationFrame(loadOlder);
-    }
-  }
+const history_ = new History({
+  state,
+  list,
+  scroller,
+  button: historyMore,
+  viewFor,
+  onError: reportError,
+  onSettled: () => refreshActions(),
+});
+
+function loadOlder() {
+  return history_.loadOlder();
 }
 
-historyMore.addEventListener("click", loadOlder);
-
-// A reply still being written by another tab (or one stopped a moment ago): follow it until it ends.
-async function watchStreaming(id, token, messageId) {
-  for (let round = 0; round < 300 && token === state.token; round += 1) {
-    await sleep(round < 5 ? 1000 : 3000);
-    if (token !== state.token) return;
-    let page;
-    try {
-      page = await api.latestMessages(id, 5);
-    } catch {
-      continue;
-    }
-    if (token !== state.token) return;
-    const message = page.results.find((m) => m.id === messageId);
-    const el = list.querySelector(`li[data-id="${CSS.escape(messageId)}"]`);
-    const view = el && viewOf(el);
-    if (!message || !view) return;
-    view.apply(message);
-    if (message.status !== "streaming") {
-      highlightWithin(view.body).catch(() => {});
-      refreshActions();
-      return;
-    }
-  }
+function watchStreaming(id, token, messageId) {
+  return history_.watchStreaming(id, token, messageId);
 }
 
 list.addEventListener("click", (event) => {
@@ -605,7 +503,7 @@ function createConversation() {
         model: modelSelect.value || state.draftModel,
         system_prompt: state.draftSystemPrompt,
       });
-      localStorage.removeItem(draftKey(null));
+      writeDraft(null, "");
       state.draftSystemPrompt = "";
       // Settings chosen before the chat existed: a refusal is shown in their panel, and the
       // message still goes out with the model's defaults.
@@ -1094,10 +992,8 @@ const sidebar = new Sidebar({
     openConversation(id, { push: true });
   },
   onDeleted: (id) => {
-    localStorage.removeItem(draftKey(id));
-    localStorage.removeItem(unsentKey(id));
-    state.sessions.get(id)?.controller?.abort();
-    state.sessions.delete(id);
+    forgetConversation(id);
+    state.sessions.drop(id);
     if (id === currentId()) showNewChat({ push: true });
   },
   onRenamed: (conversation) => {
