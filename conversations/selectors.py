@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
+from chatsite import tokens
 from chatsite.errors import NotFound, UserInactive
 from governance import periods as calendar
 from governance import policy as policies
@@ -40,7 +40,9 @@ from .models import Conversation, FeedbackReason, Message
 
 # Used by the history trimmer: a token is never fewer than this many characters of any script,
 # so a message whose running character total is past CHARS_PER_TOKEN_MAX x budget cannot fit.
-CHARS_PER_TOKEN_MAX = 4
+# The token estimate lives in chatsite/tokens.py (attachments use it too); known here by its name.
+CHARS_PER_TOKEN_MAX = tokens.CHARS_PER_TOKEN_MAX
+estimate_tokens = tokens.estimate_tokens
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
@@ -447,23 +449,6 @@ def oldest_reply_since(*, user_id: Any, since: datetime) -> datetime | None:
         .values_list("created_at", flat=True)
         .first()
     )
-
-
-_CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_WORD = re.compile(f"[^\\s{_CJK}]+")
-
-
-def estimate_tokens(text: str) -> int:
-    """A rough token count: docs/spark-protocol.md's 1 token ≈ 1.5 Chinese characters ≈ 0.8 words.
-
-    Errs high so that trimmed history stays under the window: a CJK character is 1/1.5 token, and
-    other text the larger of 1.25 tokens a word and a token every CHARS_PER_TOKEN_MAX characters.
-    """
-    cjk = len(_CJK_CHAR.findall(text))
-    other_chars = len(text) - cjk
-    words = len(_WORD.findall(text))
-    return int(cjk / 1.5 + max(other_chars / CHARS_PER_TOKEN_MAX, words / 0.8)) + 1
 
 
 def _history_rows(
