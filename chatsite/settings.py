@@ -370,6 +370,19 @@ LLM_POOL_SIZE = env.int(
 )
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=8000)
 MAX_SYSTEM_PROMPT_CHARS = env.int("MAX_SYSTEM_PROMPT_CHARS", default=8000)
+# Export, import and share (docs/export-and-share.md). The TrueType font (or .ttc collection)
+# PDF exports embed, subset: it must cover Chinese (Debian's fonts-wqy-microhei, which
+# scripts/system-deps.sh installs). A .ttc's second face, when it has one, sets code blocks.
+PDF_FONT_PATH = env.str("PDF_FONT_PATH", default="/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+# Imports (POST /api/conversations/import/): the largest file accepted, the most conversations
+# (members of a zip), the most bytes a zip's members may hold once uncompressed, and the most
+# messages one conversation may hold.
+IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+IMPORT_MAX_CONVERSATIONS = env.int("IMPORT_MAX_CONVERSATIONS", default=1000)
+IMPORT_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_UNCOMPRESSED_BYTES", default=100 * 1024 * 1024)
+IMPORT_MAX_MESSAGES = env.int("IMPORT_MAX_MESSAGES", default=10000)
+# Shared links readable without signing in ({"public": true}); off: every link asks for a login.
+SHARE_PUBLIC_LINKS = env.bool("SHARE_PUBLIC_LINKS", default=False)
 # Tokens kept free in the context window for the reply.
 LLM_REPLY_RESERVE_TOKENS = env.int("LLM_REPLY_RESERVE_TOKENS", default=1024)
 STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)

@@ -23,6 +23,9 @@ urlpatterns = [
     path("metrics/", metrics_view),
     path("accounts/", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    # A shared conversation (conversations/share_views.py), named by the app as a string: the
+    # project package imports no app.
+    path("s/", include("conversations.share_views")),
     path("", include("conversations.urls")),
 ]
 

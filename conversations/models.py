@@ -335,3 +335,37 @@ class SystemUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} {self.model} {self.total_tokens} tokens"
+
+
+class Share(models.Model):
+    """A read-only link to a snapshot of a conversation's active branch (docs/export-and-share.md).
+
+    The snapshot is taken when the link is made: the title and the messages' role, content and
+    time, never the system prompt, usage, reasoning or other branches. A new share of the same
+    conversation revokes the previous one; a revoked link, or one of a conversation its owner
+    deleted, answers 404 like an unknown one.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    # secrets.token_urlsafe(32): 43 characters, 256 bits.
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="shares",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Anyone with the link may read it, signed in or not (only where SHARE_PUBLIC_LINKS allows).
+    public = models.BooleanField(default=False)
+    title = models.CharField(max_length=200, blank=True)
+    # [{"role", "content", "created_at"}], the active branch when the link was made.
+    snapshot = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["conversation", "revoked_at"], name="share_conv_revoked")]
+
+    def __str__(self) -> str:
+        return f"share of {self.conversation_id}"

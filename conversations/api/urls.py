@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import transfer_views, views
 
 app_name = "conversations-api"
 
@@ -8,6 +8,27 @@ urlpatterns = [
     path("models/", views.ModelListApi.as_view(), name="models"),
     path("usage/", views.UsageApi.as_view(), name="usage"),
     path("conversations/", views.ConversationListApi.as_view(), name="conversation-list"),
+    # Export, import and share (conversations/api/transfer_views.py).
+    path(
+        "conversations/export/",
+        transfer_views.ExportAllApi.as_view(),
+        name="conversation-export-all",
+    ),
+    path(
+        "conversations/import/",
+        transfer_views.ImportApi.as_view(),
+        name="conversation-import",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/export/",
+        transfer_views.ExportApi.as_view(),
+        name="conversation-export",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/share/",
+        transfer_views.ShareApi.as_view(),
+        name="conversation-share",
+    ),
     path(
         "conversations/<uuid:conversation_id>/",
         views.ConversationDetailApi.as_view(),
