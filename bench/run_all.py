@@ -28,6 +28,7 @@ BENCHMARKS = [
     "reply_cpu",
     "soak",
     "quota_hold",
+    "export",
 ]
 
 
