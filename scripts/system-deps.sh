@@ -1,8 +1,9 @@
 #!/bin/sh
 # Debian packages the test suite drives: chromium (browser tests), postgresql, redis-server and
 # nginx (scale-out test), gettext (translations), iproute2 and util-linux (the worker-death test's
-# network namespace). Installs what is missing when run as root;
-# otherwise prints the apt-get command to run.
+# network namespace), fonts-wqy-microhei (the Chinese TrueType font PDF exports embed:
+# PDF_FONT_PATH, docs/export-and-share.md; also the Chinese text of browser screenshots).
+# Installs what is missing when run as root; otherwise prints the apt-get command to run.
 set -eu
 PACKAGES="chromium postgresql redis-server nginx gettext fonts-wqy-microhei iproute2 util-linux"
 missing=""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from pypdf import PdfReader
 from rest_framework.test import APIClient
@@ -183,6 +185,10 @@ def pdf_text(content: bytes) -> tuple[PdfReader, str]:
     return reader, text
 
 
+@pytest.mark.skipif(
+    not Path(django_settings.PDF_FONT_PATH).is_file(),
+    reason="no PDF font: scripts/system-deps.sh installs fonts-wqy-microhei",
+)
 def test_pdf_renders_chinese_code_tables_and_long_lines(api, user):
     conversation = ConversationFactory(user=user, title="PDF 测试")
     MessageFactory(conversation=conversation, seq=1, role="user", content="请总结")
