@@ -7,7 +7,6 @@ stored one when left empty; no page ever shows it (docs/providers.md, "Adding a 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,7 +36,6 @@ from governance import pricing
 from . import admin_dashboard, admin_export, admin_feedback, catalog, selectors  # noqa: F401
 from .models import ChatModel, Conversation, Feedback, FeedbackReason, Message, Provider
 from .services import conversation_purge
-from .shapes import conversation_data, message_data
 
 
 class MessageStatusFilter(admin.SimpleListFilter):
@@ -187,50 +185,6 @@ def transcript_context(
             for m in messages
         ],
     }
-
-
-def _transcript(conversation: Conversation) -> dict[str, Any]:
-    return {
-        **conversation_data(conversation),
-        "owner": conversation.user.get_username(),
-        "messages": [
-            {**message_data(m), "replaced": m.replaced}
-            for m in conversation.messages.order_by("seq")
-        ],
-    }
-
-
-def _markdown(transcript: dict[str, Any]) -> str:
-    lines = [
-        f"# {transcript['title'] or transcript['id']}",
-        "",
-        f"- id: {transcript['id']}",
-        f"- owner: {transcript['owner']}",
-        f"- model: {transcript['model']}",
-        f"- created: {transcript['created_at']}",
-        "",
-    ]
-    if transcript["system_prompt"]:
-        lines += ["## system", "", transcript["system_prompt"], ""]
-    for m in transcript["messages"]:
-        meta = [m["status"]]
-        if m["error_code"]:
-            meta.append(f"error {m['error_code']}")
-        if m["sid"]:
-            meta.append(f"sid {m['sid']}")
-        if m["usage"]:
-            meta.append(f"{m['usage']['total_tokens']} tokens")
-        if m["replaced"]:
-            meta.append("replaced")
-        lines += [f"## {m['seq']}. {m['role']} ({', '.join(meta)})", "", m["content"], ""]
-    return "\n".join(lines)
-
-
-def _download(payload: str, *, extension: str, content_type: str) -> HttpResponse:
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response = HttpResponse(payload, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="transcripts-{stamp}.{extension}"'
-    return response
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -507,22 +461,27 @@ class ConversationAdmin(AuditedAdmin):
     # -- downloads
 
     @admin.action(description=_("Download selected transcripts as JSON"))
-    def download_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
-        data = [_transcript(c) for c in queryset.select_related("user")]
-        return _download(
-            json.dumps(data, ensure_ascii=False, indent=2),
-            extension="json",
-            content_type="application/json; charset=utf-8",
-        )
+    def download_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> Any:
+        return self._download(request, queryset, "json")
 
     @admin.action(description=_("Download selected transcripts as Markdown"))
-    def download_markdown(
-        self, request: HttpRequest, queryset: QuerySet[Conversation]
-    ) -> HttpResponse:
-        text = "\n\n---\n\n".join(
-            _markdown(_transcript(c)) for c in queryset.select_related("user")
+    def download_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> Any:
+        return self._download(request, queryset, "md")
+
+    @staticmethod
+    def _download(request: HttpRequest, queryset: QuerySet[Conversation], kind: str) -> Any:
+        # Streamed in batches like the export of the filtered list (conversations/exports.py).
+        selected = Conversation.objects.filter(pk__in=queryset.values("pk"))
+        return admin_export.streamed(
+            request,
+            selected,
+            kind,
+            detail={
+                "format": kind,
+                "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)[:1000]],
+                "count": queryset.count(),
+            },
         )
-        return _download(text, extension="md", content_type="text/markdown; charset=utf-8")
 
 
 # -- providers and models ----------------------------------------------------------------------
