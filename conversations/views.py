@@ -14,7 +14,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from chatsite.errors import NotFound
 
-from . import selectors
+from . import catalog, selectors
 
 
 def js_strings() -> dict[str, str]:
@@ -120,17 +120,50 @@ def js_strings() -> dict[str, str]:
         "feedback_removed": _("Your rating was taken back."),
         "feedback_failed": _("Your feedback was not saved: %(reason)s"),
         "feedback_comment_too_long": _("The comment is too long: at most %(max)s characters."),
+        # versions (branches), editing a sent message, copying it
+        "versions": _("Versions"),
+        "previous_version": _("Previous version"),
+        "next_version": _("Next version"),
+        "version_of": _("%(index)s / %(count)s"),
+        "edit_message": _("Edit your message"),
+        "save_and_send": _("Save & send"),
+        "cancel_edit": _("Cancel"),
+        "copy_message": _("Copy message"),
+        "stopped_badge": _("Stopped"),
+        # conversation list groups and pins
+        "group_pinned": _("Pinned"),
+        "group_today": _("Today"),
+        "group_yesterday": _("Yesterday"),
+        "group_week": _("Previous 7 days"),
+        "group_earlier": _("Earlier"),
+        "pin": _("Pin"),
+        "unpin": _("Unpin"),
+        "pin_named": _("Pin “%(title)s”"),
+        "unpin_named": _("Unpin “%(title)s”"),
+        # export and share
+        "share_failed": _("The conversation could not be shared: %(reason)s"),
+        "share_stopped": _("This conversation is no longer shared."),
+        "link_copied": _("Link copied."),
+        # settings panel
+        "theme_saved": _("Theme changed."),
     }
 
 
 @login_required
 @ensure_csrf_cookie
 def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpResponse:
+    model_id = settings.DEFAULT_MODEL
     if conversation_id is not None:
         try:
-            selectors.conversation_get(user_id=request.user.pk, conversation_id=conversation_id)
+            conversation = selectors.conversation_get(
+                user_id=request.user.pk, conversation_id=conversation_id
+            )
         except NotFound as exc:
             raise Http404 from exc
+        model_id = conversation.model
+    # The picker names the conversation's model at once, before the model list arrives.
+    info = catalog.current().models.get(model_id)
+    initial_model = {"id": model_id, "label": info.label if info else model_id}
     config = {
         "conversationId": str(conversation_id or ""),
         "maxMessageChars": settings.MAX_MESSAGE_CHARS,
@@ -140,6 +173,7 @@ def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpRespon
         "loginUrl": reverse(settings.LOGIN_URL),
         "csrfToken": get_token(request),
         "siteName": "chatsite",
+        "initialModel": initial_model,
     }
     return render(
         request,
@@ -149,6 +183,7 @@ def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpRespon
             "max_message_chars": settings.MAX_MESSAGE_CHARS,
             "model_configured": config["modelConfigured"],
             "chat_config": config,
+            "initial_model": initial_model,
             "js_strings": js_strings(),
             # The reasons offered with a rating, labelled in the page's language: read by
             # static/js/feedback.js, so the page needs no request of its own for them.

@@ -9,6 +9,7 @@ import { copyText, flashCopied, handleCodeCopy, highlightWithin } from "./render
 import { Sessions, openReply } from "./session.js";
 import { readEvents } from "./stream.js";
 import { Sidebar, conversationTitle } from "./sidebar.js";
+import { currentTheme, setTheme } from "./theme.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 setCsrfFallback(config.csrfToken);
@@ -197,6 +198,7 @@ function refreshActions() {
   for (const el of list.querySelectorAll(".msg--assistant")) {
     viewOf(el)?.setActions({ last: el === last, busy });
   }
+  for (const el of list.querySelectorAll(".msg--user")) viewOf(el)?.setActions({ busy });
 }
 
 function showEmptyState() {
@@ -209,7 +211,8 @@ function appendToView(id, ...elements) {
   showEmptyState();
 }
 
-async function enqueue(content, existing = null) {
+// parent: the user message this one replaces (an edit makes a new version of it).
+async function enqueue(content, existing = null, { parent = null } = {}) {
   let id = currentId();
   if (!id) {
     try {
@@ -226,7 +229,7 @@ async function enqueue(content, existing = null) {
   const view = existing || new UserView(content);
   if (existing) forgetUnsent(id, existing);
   view.setState(session.busy ? "queued" : "sending");
-  session.queue.push({ type: "send", content, user: view });
+  session.queue.push({ type: "send", content, user: view, parent });
   appendToView(id, view.el);
   if (id === currentId()) scrollToBottom();
   pump(session);
@@ -237,7 +240,7 @@ function regenerate(view) {
   const id = currentId();
   if (!id) return;
   const session = sessionFor(id);
-  session.queue.push({ type: "regenerate", assistant: view });
+  session.queue.push({ type: "regenerate", assistant: view, parent: view.message?.id || null });
   pump(session);
 }
 
@@ -266,6 +269,19 @@ async function run(session, job) {
 
   let started = false;
   let finished = false;
+  // The composer and the queue are free again at "done" or "error": a "title" frame may still
+  // come after them, while the server names the conversation.
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    session.busy = false;
+    if (session.controller === controller) session.controller = null;
+    session.user = null;
+    session.assistant = null;
+    if (session.id === currentId()) updateControls();
+    pump(session);
+  };
   try {
     const response = await openReply(session, job, controller.signal);
     for await (const { event, data } of readEvents(response)) {
@@ -283,15 +299,26 @@ async function run(session, job) {
       } else if (event === "done") {
         finished = true;
         assistant.end(data.message);
+        release();
+        // An edit or a regenerated reply has siblings now: show its ‹ n/n ›.
+        if (job.parent || job.type === "regenerate") reloadBranch(session.id);
       } else if (event === "error") {
         finished = true;
         assistant.fail(data.message, data.detail);
+        release();
+      } else if (event === "title") {
+        showGeneratedTitle(session.id, data.title);
       }
     }
     if (!finished) assistant.fail(null, t("connection_lost"));
   } catch (error) {
     if (error.name === "AbortError") {
-      assistant.stopped();
+      if (!finished) {
+        assistant.stopped();
+        await keepWhatWasShown(assistant);
+      }
+    } else if (finished) {
+      // The reply was complete; only the title was lost.
     } else if (!started && job.type === "send") {
       // Nothing was saved: the message stays on screen (and across reloads) with Retry.
       assistant.el.remove();
@@ -305,22 +332,111 @@ async function run(session, job) {
       assistant.fail(null, errorText(error));
     }
   } finally {
-    session.busy = false;
-    session.controller = null;
-    session.user = null;
-    session.assistant = null;
-    if (session.id === currentId()) updateControls();
-    pump(session);
+    release();
   }
+}
+
+// A stopped reply is saved as the page showed it, so a reload shows the same text.
+async function keepWhatWasShown(assistant) {
+  const id = assistant.message?.id;
+  if (!id) return;
+  try {
+    const message = await api.stopReply(id, [...assistant.text].length);
+    if (message && assistant.el.isConnected) assistant.apply({ ...message, siblings: assistant.message?.siblings });
+  } catch (error) {
+    if (error.status !== 404) reportError(error);
+  }
+}
+
+// The "title" frame after a new conversation's first reply: the header and the sidebar follow.
+function showGeneratedTitle(id, title) {
+  if (!title) return;
+  generatedTitles.set(id, title);
+  if (id === currentId() && state.conversation) {
+    state.conversation = { ...state.conversation, title };
+    showTitle();
+  }
+  sidebar.rename(id, title);
+}
+
+// Versions: ‹ 2/3 › makes the chosen sibling's branch the active one, then shows it.
+async function selectVersion(target) {
+  const id = currentId();
+  if (!id || !target) return;
+  if (isBusy(id)) {
+    showToast(t("reply_in_progress"));
+    return;
+  }
+  try {
+    await api.selectBranch(id, target);
+  } catch (error) {
+    reportError(error);
+    return;
+  }
+  await reloadBranch(id, { focus: target });
+}
+
+// The active branch again, from the server (after a version switch, an edit or a regenerate).
+async function reloadBranch(id, { focus = null } = {}) {
+  if (id !== currentId()) return;
+  const token = state.token;
+  let page;
+  try {
+    page = await api.latestMessages(id, PAGE_SIZE);
+  } catch (error) {
+    reportError(error);
+    return;
+  }
+  if (token !== state.token || id !== currentId()) return;
+  const session = state.sessions.get(id);
+  if (session?.busy) return;
+  const top = scroller.scrollTop;
+  const elements = page.results.map((message) => viewFor(message).el);
+  list.replaceChildren(...elements);
+  for (const job of session?.queue || []) if (job.user) list.append(job.user.el);
+  state.previous = page.previous;
+  historyMore.hidden = !state.previous;
+  showEmptyState();
+  updateControls();
+  highlightWithin(list).catch(() => {});
+  if (focus) {
+    scroller.scrollTop = top;
+    const el = list.querySelector(`li[data-id="${CSS.escape(focus)}"]`);
+    const button = el?.querySelector(".versions button:not(:disabled)");
+    button?.focus();
+  } else {
+    scrollToBottom();
+  }
+}
+
+// Save & send in a sent message's editor: a new version of it, answered on a new branch.
+function sendEdited(view, content) {
+  const id = currentId();
+  if (!id || !view.message) return;
+  if (content.length > config.maxMessageChars) {
+    showToast(t("too_long", { count: content.length, max: config.maxMessageChars }));
+    return;
+  }
+  // What followed the original belongs to its branch, still reachable with ‹ 1/2 ›.
+  while (view.el.nextElementSibling) view.el.nextElementSibling.remove();
+  view.el.remove();
+  enqueue(content, null, { parent: view.message.id }).catch(reportError);
 }
 
 function stop() {
   state.sessions.get(currentId())?.controller?.abort();
 }
 
+// Titles generated while a conversation's details were being fetched: the older answer must not
+// bring back the first words.
+const generatedTitles = new Map();
+
 async function refreshConversation(id) {
+  const titled = generatedTitles.get(id);
   try {
-    const conversation = await api.conversation(id);
+    let conversation = await api.conversation(id);
+    const generated = generatedTitles.get(id);
+    if (generated !== titled && generated) conversation = { ...conversation, title: generated };
     sidebar.upsert(conversation, { top: true });
     if (id === currentId()) {
       state.conversation = conversation;
@@ -336,8 +452,108 @@ async function refreshConversation(id) {
 function showTitle() {
   const title = state.conversation ? conversationTitle(state.conversation) : t("new_chat");
   titleEl.textContent = title;
+  titleEl.title = title;
   document.title = `${title} · ${config.siteName}`;
+  showExportMenu();
 }
+
+// --- export and share (GET …/export/?format=, POST/DELETE …/share/) ----------------------------
+
+const exportMenu = $("export-menu");
+const shareDialog = $("share-dialog");
+
+const exportToggle = $("export-toggle");
+const exportList = $("export-list");
+
+function openExportMenu(open) {
+  exportList.hidden = !open;
+  exportToggle.setAttribute("aria-expanded", String(open));
+}
+
+function showExportMenu() {
+  const id = currentId();
+  exportMenu.hidden = !id;
+  if (!id) {
+    openExportMenu(false);
+    return;
+  }
+  for (const link of exportMenu.querySelectorAll("a[data-format]")) {
+    link.href = api.exportUrl(id, link.dataset.format);
+  }
+}
+
+exportToggle.addEventListener("click", () => {
+  openExportMenu(exportList.hidden);
+  if (!exportList.hidden) exportList.querySelector("a, button")?.focus();
+});
+exportList.addEventListener("click", (event) => {
+  if (event.target.closest("a[data-format]")) openExportMenu(false);
+});
+document.addEventListener("click", (event) => {
+  if (!exportList.hidden && !exportMenu.contains(event.target)) openExportMenu(false);
+});
+exportMenu.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !exportList.hidden) {
+    openExportMenu(false);
+    exportToggle.focus();
+  }
+});
+
+function showShared(url) {
+  $("share-url").value = url || "";
+  $("share-row").hidden = !url;
+  $("share-revoke").hidden = !url;
+}
+
+$("share-open").addEventListener("click", async () => {
+  const id = currentId();
+  openExportMenu(false);
+  if (!id) return;
+  showShared("");
+  $("share-status").textContent = "";
+  shareDialog.showModal();
+  try {
+    const answer = await api.share(id);
+    showShared(answer.url);
+    $("share-url").select();
+  } catch (error) {
+    $("share-status").textContent = t("share_failed", { reason: errorText(error) });
+  }
+});
+
+$("share-copy").addEventListener("click", (event) => {
+  const button = event.currentTarget;
+  copyText($("share-url").value).then(() => {
+    flashCopied(button);
+    $("share-status").textContent = t("link_copied");
+  }, () => {});
+});
+
+$("share-revoke").addEventListener("click", async () => {
+  const id = currentId();
+  if (!id) return;
+  try {
+    await api.unshare(id);
+    showShared("");
+    $("share-status").textContent = t("share_stopped");
+  } catch (error) {
+    $("share-status").textContent = errorText(error);
+  }
+});
+
+// --- settings: language, theme, password --------------------------------------------------------
+
+const preferences = $("preferences-dialog");
+$("preferences-open").addEventListener("click", () => {
+  for (const radio of preferences.querySelectorAll("input[name='theme']")) {
+    radio.checked = radio.value === currentTheme();
+  }
+  syncLanguageSwitch();
+  preferences.showModal();
+});
+preferences.addEventListener("change", (event) => {
+  if (event.target.name === "theme") setTheme(event.target.value);
+});
 
 function viewFor(message) {
   return message.role === "user" ? new UserView(message.content, message) : new AssistantView(message);
@@ -465,7 +681,12 @@ list.addEventListener("click", (event) => {
   if (!view) return;
   const action = button.dataset.action;
   if (action === "copy") {
-    copyText(view.text).then(() => flashCopied(button), () => {});
+    const text = view instanceof UserView ? view.content : view.text;
+    copyText(text).then(() => flashCopied(button), () => {});
+  } else if (action === "version") {
+    selectVersion(button.dataset.target);
+  } else if (action === "edit" && view instanceof UserView && view.message && !view.el.dataset.state) {
+    view.openEditor((content) => sendEdited(view, content));
   } else if (action === "regenerate" || action === "retry") {
     button.hidden = true;
     regenerate(view);
@@ -602,7 +823,9 @@ function showModel() {
   const chosen = chosenModel();
   const options = modelOptions();
   if (chosen && !models.some((m) => m.id === chosen)) {
-    options.unshift(new Option(models.length ? t("model_unavailable", { label: chosen }) : chosen, chosen));
+    // Before the list arrives, the label the page was rendered with.
+    const known = config.initialModel?.id === chosen ? config.initialModel.label : chosen;
+    options.unshift(new Option(models.length ? t("model_unavailable", { label: chosen }) : known, chosen));
   }
   modelSelect.replaceChildren(...options);
   modelSelect.value = chosen || "";

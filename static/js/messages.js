@@ -2,7 +2,7 @@
 // model's reasoning (when it thinks before answering) and the web pages it cited.
 
 import { FeedbackControl } from "./feedback.js";
-import { formatNumber, formatSeconds, t } from "./i18n.js";
+import { formatNumber, formatSeconds, language, t } from "./i18n.js";
 import { highlightWithin, renderMarkdown } from "./render.js";
 import { icon } from "./sidebar.js";
 
@@ -48,6 +48,53 @@ function thoughtFor(ms) {
   return t("reasoning_done", { seconds: formatNumber(Math.max(1, Math.round(Number(ms) / 1000))) });
 }
 
+// "‹ 2/3 ›" under a message that has other versions (an edit, a regenerated reply): each arrow
+// names the sibling it shows (data-target), chat.js makes it the active branch.
+function versionNav() {
+  const nav = make("div", "versions");
+  nav.setAttribute("role", "group");
+  nav.setAttribute("aria-label", t("versions"));
+  const previous = make("button", "icon-btn versions__btn versions__prev", "‹");
+  previous.type = "button";
+  previous.dataset.action = "version";
+  previous.setAttribute("aria-label", t("previous_version"));
+  previous.title = t("previous_version");
+  const label = make("span", "versions__label");
+  const next = make("button", "icon-btn versions__btn versions__next", "›");
+  next.type = "button";
+  next.dataset.action = "version";
+  next.setAttribute("aria-label", t("next_version"));
+  next.title = t("next_version");
+  nav.append(previous, label, next);
+  nav.hidden = true;
+  return nav;
+}
+
+function showVersions(nav, message) {
+  const siblings = Array.isArray(message?.siblings) ? message.siblings : null;
+  const index = siblings ? siblings.indexOf(message.id) : -1;
+  if (!siblings || siblings.length < 2 || index < 0) {
+    nav.hidden = true;
+    return;
+  }
+  const [previous, label, next] = nav.children;
+  label.textContent = t("version_of", { index: formatNumber(index + 1), count: formatNumber(siblings.length) });
+  previous.disabled = index === 0;
+  next.disabled = index === siblings.length - 1;
+  previous.dataset.target = index > 0 ? siblings[index - 1] : "";
+  next.dataset.target = index < siblings.length - 1 ? siblings[index + 1] : "";
+  nav.hidden = false;
+}
+
+// When a message was written, shown on hover in the reader's language.
+function stampTime(el, message) {
+  if (!message?.created_at) return;
+  const when = new Date(message.created_at);
+  if (Number.isNaN(when.getTime())) return;
+  el.title = when.toLocaleString(language, { dateStyle: "medium", timeStyle: "short" });
+  el.dataset.created = message.created_at;
+}
+
 let modelLabels = new Map();
 
 export function setModelLabels(map) {
@@ -70,19 +117,86 @@ export class UserView {
     this.actions = make("div", "msg__actions");
     this.retry = actionButton("resend", t("retry"), "retry", { text: true });
     this.edit = actionButton("edit", t("edit"), "edit", { text: true });
+    this.copy = actionButton("copy", t("copy_message"), "copy");
     this.cancel = actionButton("cancel", t("cancel_queued"), "close", { text: true });
-    this.actions.append(this.retry, this.edit, this.cancel);
+    this.versions = versionNav();
+    this.actions.append(this.versions, this.copy, this.retry, this.edit, this.cancel);
     foot.append(this.state, this.actions);
+    this.bubble = bubble;
     this.el.append(bubble, foot);
     views.set(this.el, this);
     if (message) this.saved(message);
   }
 
   saved(message) {
-    this.message = message;
+    this.message = { ...message, siblings: message.siblings ?? this.message?.siblings ?? null };
     this.el.dataset.id = message.id;
     this.el.dataset.seq = message.seq;
+    stampTime(this.bubble, message);
+    showVersions(this.versions, this.message);
     this.setState("");
+  }
+
+  // Edit and copy wait while a reply is being written; an unsent message keeps its own buttons.
+  setActions({ busy }) {
+    const saved = Boolean(this.message) && !this.el.dataset.state;
+    this.copy.hidden = !saved || this.editing;
+    this.edit.hidden = this.el.dataset.state === "unsent" ? false : !saved || busy || this.editing;
+    for (const button of this.versions.querySelectorAll("button")) button.dataset.busy = busy ? "1" : "";
+  }
+
+  // The inline editor: Save & send makes a new version of this message (a new branch).
+  openEditor(onSave) {
+    if (this.editing) return;
+    this.editing = true;
+    const form = make("form", "msg__editor");
+    const box = make("textarea", "msg__editor-input");
+    box.value = this.content;
+    box.rows = Math.min(10, Math.max(2, this.content.split("\n").length));
+    box.setAttribute("aria-label", t("edit_message"));
+    const buttons = make("div", "msg__editor-buttons");
+    const cancel = make("button", "btn btn--ghost btn--small", t("cancel_edit"));
+    cancel.type = "button";
+    const save = make("button", "btn btn--primary btn--small", t("save_and_send"));
+    save.type = "submit";
+    buttons.append(cancel, save);
+    form.append(box, buttons);
+    this.text.hidden = true;
+    this.bubble.classList.add("is-editing");
+    this.bubble.append(form);
+    this.setActions({ busy: false });
+    const close = () => {
+      form.remove();
+      this.text.hidden = false;
+      this.bubble.classList.remove("is-editing");
+      this.editing = false;
+      this.setActions({ busy: false });
+    };
+    cancel.addEventListener("click", () => {
+      close();
+      this.edit.focus();
+    });
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        close();
+        this.edit.focus();
+      } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const content = box.value;
+      if (!content.trim()) {
+        box.focus();
+        return;
+      }
+      close();
+      onSave(content);
+    });
+    box.focus();
   }
 
   // "", "queued", "sending" or "unsent" (with the reason).
@@ -99,7 +213,8 @@ export class UserView {
     this.state.classList.toggle("is-error", state === "unsent");
     this.cancel.hidden = state !== "queued";
     this.retry.hidden = state !== "unsent";
-    this.edit.hidden = state !== "unsent";
+    this.edit.hidden = state !== "unsent" && !(state === "" && this.message);
+    this.copy.hidden = !(state === "" && this.message);
   }
 }
 
@@ -138,8 +253,13 @@ export class AssistantView {
     this.feedback.onChange = (feedback) => {
       if (this.message) this.message = { ...this.message, feedback };
     };
-    this.actions.append(this.feedback.buttons, this.copy, this.regenerate, this.retry);
-    foot.append(this.meta, this.actions);
+    this.versions = versionNav();
+    this.actions.append(this.versions, this.feedback.buttons, this.copy, this.regenerate, this.retry);
+    // A stopped reply looks stopped: a badge beside the model, and the bubble's own style.
+    this.badge = make("span", "msg__badge", t("stopped_badge"));
+    this.badge.hidden = true;
+    foot.append(this.badge, this.meta, this.actions);
+    this.bubble = bubble;
     this.el.append(bubble, foot, this.feedback.panel);
     views.set(this.el, this);
     this.text = "";
@@ -162,7 +282,10 @@ export class AssistantView {
 
   // A saved message from the API: content, status, usage.
   apply(message) {
-    this.message = message;
+    this.message = { ...message, siblings: message.siblings ?? this.message?.siblings ?? null };
+    message = this.message;
+    stampTime(this.bubble, message);
+    showVersions(this.versions, message);
     this.el.dataset.id = message.id;
     this.el.dataset.seq = message.seq;
     this.el.dataset.status = message.status;
@@ -322,7 +445,9 @@ export class AssistantView {
   }
 
   started(message) {
-    this.message = message;
+    this.message = { ...message, siblings: null };
+    this.versions.hidden = true;
+    stampTime(this.bubble, message);
     this.el.dataset.id = message.id;
     this.el.dataset.seq = message.seq;
   }
@@ -399,6 +524,8 @@ export class AssistantView {
     this.notice.replaceChildren();
     if (kind === "error") this.notice.append(make("strong", "", t("error_heading")), " ");
     this.notice.append(text);
+    // The provider's code beside the server's (translated) detail.
+    if (title) this.notice.append(make("span", "msg__code", `(${title})`));
     this.notice.title = title;
     this.notice.hidden = false;
   }
@@ -406,6 +533,9 @@ export class AssistantView {
   renderStatus() {
     const message = this.message || {};
     this.notice.hidden = true;
+    const stopped = message.status === "interrupted" && message.error_code !== "worker_lost";
+    this.badge.hidden = !stopped;
+    this.el.classList.toggle("is-stopped", stopped);
     if (message.status === "error") {
       const code = message.error_code ? t("error_code", { code: message.error_code }) : "";
       this.showNotice("error", message.error_detail || t("error_generic"), code);

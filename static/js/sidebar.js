@@ -1,4 +1,5 @@
-// The sidebar: the user's conversations, newest first, a page at a time; search, rename, delete.
+// The sidebar: the user's conversations, newest first, a page at a time, grouped by day (local
+// time) under Pinned, Today, Yesterday, Previous 7 days and Earlier; search, pin, rename, delete.
 
 import { api } from "./api.js";
 import { t } from "./i18n.js";
@@ -16,6 +17,23 @@ export function icon(name) {
 
 export function conversationTitle(conversation) {
   return (conversation && conversation.title) || t("untitled");
+}
+
+const GROUPS = ["pinned", "today", "yesterday", "week", "earlier"];
+
+// Which group a conversation belongs to, by its last activity in the reader's local time.
+export function groupOf(conversation, now = new Date()) {
+  if (conversation.pinned) return "pinned";
+  const when = new Date(conversation.updated_at || conversation.created_at || now);
+  const today = new Date(now);
+  today.setHours(0, 0, 0, 0);
+  const day = 24 * 60 * 60 * 1000;
+  if (when >= today) return "today";
+  const yesterday = new Date(today);
+  yesterday.setDate(today.getDate() - 1);
+  if (when >= yesterday) return "yesterday";
+  if (when >= today.getTime() - 7 * day) return "week";
+  return "earlier";
 }
 
 export class Sidebar {
@@ -67,6 +85,7 @@ export class Sidebar {
       const page = await api.conversations({ search: query });
       if (generation !== this.generation) return;
       this.list.replaceChildren(...this.live(page.results).map((c) => this.item(c)));
+      this.regroup();
       this.next = page.next;
       this.status.textContent = query ? t("search_results", { count: page.count }) : "";
     } catch (error) {
@@ -90,6 +109,7 @@ export class Sidebar {
       for (const conversation of this.live(page.results)) {
         if (!this.find(conversation.id)) this.list.append(this.item(conversation));
       }
+      this.regroup();
       this.next = page.next;
     } catch (error) {
       this.onError(error);
@@ -105,9 +125,44 @@ export class Sidebar {
     return conversations.filter((conversation) => !this.deleted.has(conversation.id));
   }
 
+  // The items, in their order, under their groups' headings: an item already in place is not
+  // moved (moving it would take the focus away from it).
+  regroup() {
+    const items = [...this.list.querySelectorAll("li.conv")];
+    const sections = [];
+    for (const group of GROUPS) {
+      const members = items.filter((li) => li.dataset.group === group);
+      if (!members.length) continue;
+      let section = this.list.querySelector(`section[data-group="${group}"]`);
+      if (!section) {
+        section = document.createElement("section");
+        section.className = "conv-group";
+        section.dataset.group = group;
+        const heading = document.createElement("h2");
+        heading.className = "conv-group__title";
+        heading.id = `conv-group-${group}`;
+        heading.textContent = t(`group_${group}`);
+        const ul = document.createElement("ul");
+        ul.className = "conv-list";
+        ul.setAttribute("aria-labelledby", heading.id);
+        section.append(heading, ul);
+      }
+      const ul = section.querySelector("ul");
+      const current = [...ul.children];
+      if (current.length !== members.length || current.some((li, i) => li !== members[i])) {
+        ul.replaceChildren(...members);
+      }
+      sections.push(section);
+    }
+    const current = [...this.list.children];
+    if (current.length !== sections.length || current.some((node, i) => node !== sections[i])) {
+      this.list.replaceChildren(...sections);
+    }
+  }
+
   updateFooter() {
     this.more.hidden = !this.next;
-    const none = !this.list.children.length;
+    const none = !this.list.querySelector("li.conv");
     this.empty.hidden = !none;
     this.empty.textContent = this.query ? t("no_matches") : t("no_conversations");
   }
@@ -128,6 +183,11 @@ export class Sidebar {
     link.append(title);
     const actions = document.createElement("div");
     actions.className = "conv__actions";
+    const pin = document.createElement("button");
+    pin.type = "button";
+    pin.className = "icon-btn conv__pin";
+    pin.dataset.action = "pin";
+    pin.append(icon("pin"));
     const rename = document.createElement("button");
     rename.type = "button";
     rename.className = "icon-btn conv__rename";
@@ -138,7 +198,7 @@ export class Sidebar {
     remove.className = "icon-btn conv__delete";
     remove.dataset.action = "delete";
     remove.append(icon("trash"));
-    actions.append(rename, remove);
+    actions.append(pin, rename, remove);
     li.append(link, actions);
     this.fill(li, conversation);
     if (conversation.id === this.activeId) this.markActive(li);
@@ -147,6 +207,14 @@ export class Sidebar {
 
   fill(li, conversation) {
     const name = conversationTitle(conversation);
+    li.dataset.pinned = conversation.pinned ? "true" : "false";
+    li.dataset.updated = conversation.updated_at || "";
+    li.dataset.group = groupOf(conversation);
+    li.classList.toggle("is-pinned", Boolean(conversation.pinned));
+    const pin = li.querySelector(".conv__pin");
+    pin.setAttribute("aria-label", t(conversation.pinned ? "unpin_named" : "pin_named", { title: name }));
+    pin.setAttribute("aria-pressed", conversation.pinned ? "true" : "false");
+    pin.title = conversation.pinned ? t("unpin") : t("pin");
     li.querySelector(".conv__title").textContent = name;
     li.querySelector(".conv__link").title = name;
     li.querySelector(".conv__rename").setAttribute("aria-label", t("rename_named", { title: name }));
@@ -180,22 +248,60 @@ export class Sidebar {
       this.list.prepend(li);
     } else {
       this.fill(li, conversation);
-      if (top && li !== this.list.firstElementChild) this.list.prepend(li);
+      const first = this.list.querySelector(`li.conv[data-group="${li.dataset.group}"]`);
+      if (top && li !== first) this.list.prepend(li);
     }
+    this.regroup();
     this.updateFooter();
+  }
+
+  // A generated title (the stream's "title" frame).
+  rename(id, title) {
+    const li = this.find(id);
+    if (!li) return;
+    const name = conversationTitle({ title });
+    li.querySelector(".conv__title").textContent = name;
+    li.querySelector(".conv__link").title = name;
   }
 
   remove(id) {
     this.deleted.add(id);
     this.find(id)?.remove();
+    this.regroup();
     this.updateFooter();
+  }
+
+  async togglePin(li) {
+    const pinned = li.dataset.pinned !== "true";
+    try {
+      const conversation = await api.updateConversation(li.dataset.id, { pinned });
+      const current = this.find(li.dataset.id) || li;
+      this.fill(current, conversation);
+      // Pinned ones lead in their group, the others go back in order of activity.
+      if (pinned) this.list.prepend(current);
+      else this.placeByDate(current);
+      this.regroup();
+      current.querySelector(".conv__pin")?.focus();
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  placeByDate(li) {
+    const updated = li.dataset.updated;
+    const later = [...this.list.querySelectorAll("li.conv")].find(
+      (other) => other !== li && other.dataset.pinned !== "true" && other.dataset.updated < updated,
+    );
+    if (later) later.before(li);
+    else this.list.append(li);
   }
 
   onClick(event) {
     const li = event.target.closest("li.conv");
     if (!li) return;
     const action = event.target.closest("[data-action]")?.dataset.action;
-    if (action === "rename") this.startRename(li);
+    if (action === "pin") this.togglePin(li);
+    else if (action === "rename") this.startRename(li);
     else if (action === "delete") this.delete(li);
     else if (event.target.closest(".conv__link")) {
       // Let the browser open new tabs and windows itself.
@@ -270,6 +376,7 @@ export class Sidebar {
     const current = this.find(li.dataset.id) || li;
     const next = current.nextElementSibling || current.previousElementSibling;
     current.remove();
+    this.regroup();
     this.updateFooter();
     (next?.querySelector(".conv__link") || document.getElementById("new-chat")).focus();
     this.onDeleted(li.dataset.id);
