@@ -529,6 +529,17 @@ def _limit_self(memory_mb: int, cpu_seconds: int, fsize_mb: int, nofile: int) ->
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident size since its exec (VmHWM). ``ru_maxrss`` would not do: Linux
+    carries the parent's high-water mark over fork and exec, so a child of a big web worker would
+    report the worker's size."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attachments.extract")
     parser.add_argument("path")
@@ -552,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     result["stats"] = {
         "seconds": round(time.perf_counter() - started, 4),
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kib": peak_rss_kib(),
     }
     out = sys.stdout.buffer
     out.write(json.dumps(result, ensure_ascii=False).encode("utf-8", errors="replace"))
