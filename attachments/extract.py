@@ -147,23 +147,32 @@ def _table_block(
 # -- PDF -------------------------------------------------------------------------------------
 
 
+_CID = re.compile(r"\(cid:\d+\)")  # pdfminer.six's mark for a glyph it cannot map
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _garbled_share(text: str) -> float:
+    """The share of unmapped glyphs in a PDF's raw text: U+FFFD, private-use characters, control
+    characters (PDFium gives a glyph's index as one when a font has no Unicode map) and
+    pdfminer.six's "(cid:N)"."""
+    text = _CID.sub("\ufffd", text)
     meaningful = [c for c in text if not c.isspace()]
     if not meaningful:
         return 0.0
     bad = sum(
         1
         for c in meaningful
-        if c == "\ufffd" or "\ue000" <= c <= "\uf8ff" or (ord(c) < 32) or c == "\ufffe"
+        if c in "\ufffd\ufffe" or "\ue000" <= c <= "\uf8ff" or ord(c) < 32 or c == "\x7f"
     )
     return bad / len(meaningful)
 
 
 def _clean_pdf_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    # PDFium marks soft hyphens at line ends with U+0002 and U+FFFE.
+    # PDFium marks a hyphen that ends a line with U+0002 (U+FFFE in some versions).
     text = text.replace("\x02", "-").replace("\ufffe", "-")
-    return text.strip()
+    text = _CID.sub("\ufffd", text)
+    return _CONTROLS.sub("", text).strip()
 
 
 def _pdfminer_pages(path: str, count: int) -> list[str]:
@@ -173,7 +182,7 @@ def _pdfminer_pages(path: str, count: int) -> list[str]:
     pages = []
     for layout in extract_pages(path, laparams=LAParams(), maxpages=count):
         parts = [el.get_text() for el in layout if isinstance(el, LTTextContainer)]
-        pages.append(_clean_pdf_text("".join(parts)))
+        pages.append("".join(parts))
     return pages
 
 
@@ -201,27 +210,31 @@ def _pdf(path: str, limits: Limits) -> dict[str, Any]:
         for index in range(count):
             page = pdf[index]
             textpage = page.get_textpage()
-            raw.append(_clean_pdf_text(textpage.get_text_range()))
+            raw.append(textpage.get_text_range())
             textpage.close()
             page.close()
     finally:
         pdf.close()
     warnings_: list[str] = []
-    if _garbled_share("".join(raw)) > GARBLED_SHARE:
+    garbled = _garbled_share("".join(raw))
+    if garbled > GARBLED_SHARE:
         try:
             mined = _pdfminer_pages(path, count)
         except Exception:  # noqa: BLE001 - PDFium's text stays, with the warning below
             mined = []
-        if mined and _garbled_share("".join(mined)) < _garbled_share("".join(raw)):
-            raw = mined + [""] * (count - len(mined))
+        mined_garbled = _garbled_share("".join(mined)) if mined else 1.0
+        if mined_garbled < garbled:
+            raw, garbled = mined + [""] * (count - len(mined)), mined_garbled
             warnings_.append("The text was read with pdfminer.six: PDFium's came out garbled.")
-        else:
-            warnings_.append(
-                "Part of this PDF's text could not be decoded (unusual font encoding)."
-            )
+    if garbled > GARBLED_SHARE:
+        warnings_.append(
+            "Much of this PDF's text could not be decoded (its fonts have no Unicode map); "
+            "what was read may be garbled."
+        )
+    raw = [_clean_pdf_text(text) for text in raw]
     pages = [f"--- Page {n} ---\n{text}".rstrip() for n, text in enumerate(raw, 1)]
     chars = sum(len(re.sub(r"\s", "", t)) for t in raw)
-    result = _result(sniff.PDF, pages, warnings_, page_count=count)
+    result = _result(sniff.PDF, pages, warnings_, page_count=count, garbled=garbled > GARBLED_SHARE)
     if chars < SCANNED_CHARS_PER_PAGE * count:
         result["scanned"] = True
         result["detail"] = SCANNED_DETAIL

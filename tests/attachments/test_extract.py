@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -320,9 +321,27 @@ def test_pdfminer_reads_the_chinese_when_pdfium_is_garbled(tmp_path, monkeypatch
     assert "华东" in result["text"]
 
 
+@needs_font
+def test_a_pdf_whose_fonts_have_no_unicode_map_goes_to_pdfminer(tmp_path):
+    data = chinese_pdf(tmp_path / "a.pdf").read_bytes()
+    assert b"/ToUnicode" in data
+    path = tmp_path / "no-map.pdf"
+    path.write_bytes(data.replace(b"/ToUnicode", b"/ToUnicodX"))  # same length: the xref holds
+    result = extract(str(path), "pdf", Limits())
+    assert result["ok"] is True
+    # PDFium gives glyph indices as control characters; they never reach the text.
+    assert "pdfminer.six" in result["warnings"][0]
+    assert not re.search(r"[\x00-\x08\x0b-\x1f]", result["text"])
+    # pdfminer.six maps glyphs back through the embedded font's own tables: Chinese characters
+    # come out (without a Unicode map, not all of them the right ones: the PDF is broken).
+    page = result["pages"][0].removeprefix("--- Page 1 ---")
+    assert len(set(page) & set(SENTENCE)) >= 10
+
+
 def test_garbled_share_counts_unmapped_glyphs():
     assert extract_module._garbled_share("正常的中文") == 0.0
     assert extract_module._garbled_share("\ufffd\ufffd\ue001中") == 0.75
+    assert extract_module._garbled_share("\x01\x04 (cid:12)(cid:7) 中文") == 4 / 6
 
 
 def test_scanned_pdf_has_no_text_layer(tmp_path):
@@ -663,6 +682,41 @@ def test_a_child_that_dies_is_a_failure_not_an_exception(hooks, tmp_path):
     # A CPU-bound child is stopped too (wall-clock timeout first; RLIMIT_CPU backs it up).
     result = run_extraction(str(tmp_path), "_spin", timeout_s=1, memory_mb=256)
     assert result["code"] == "extraction_timeout"
+
+
+GEVENT_WORKER = """
+from gevent import monkey; monkey.patch_all()
+import json, os, time
+import gevent
+os.environ["ATTACHMENTS_TEST_HOOKS"] = "1"
+from attachments.runner import run_extraction
+ticks = []
+def tick():
+    while True:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.05)
+ticker = gevent.spawn(tick)
+result = run_extraction("/", "_sleep", timeout_s=1.0, memory_mb=256)
+ticker.kill()
+print(json.dumps({"code": result["code"], "ticks": len(ticks)}))
+"""
+
+
+def test_a_gevent_worker_keeps_serving_while_a_child_runs():
+    import subprocess
+    import sys
+
+    out = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", GEVENT_WORKER],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=30,
+    ).stdout
+    result = json.loads(out)
+    assert result["code"] == "extraction_timeout"
+    # Another greenlet ran every 50 ms during the child's second: the wait did not block.
+    assert result["ticks"] >= 12
 
 
 def test_the_child_prints_one_json_line(tmp_path):
