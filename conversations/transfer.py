@@ -34,6 +34,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit import trail
 from chatsite.errors import AppError, NotFound
+from governance import policy as policies
 
 from . import catalog
 from .models import Conversation, Message, Share
@@ -663,21 +664,45 @@ def read_upload(upload: IO[bytes], *, size: int | None) -> list[_Parsed]:
 def import_file(*, user: Any, upload: IO[bytes], size: int | None = None) -> list[Conversation]:
     """Create the upload's conversations for ``user``, all or none (one transaction)."""
     parsed = read_upload(upload, size=size)
-    models = catalog.current()
     created: list[Conversation] = []
     with transaction.atomic():
         for item in parsed:
-            created.append(
-                _create(user=user, item=item, offered=models.models, default=models.default_model())
-            )
+            created.append(_create(user=user, item=item))
     return created
 
 
-def _create(*, user: Any, item: _Parsed, offered: Any, default: str) -> Conversation:
+def _model_for(model: str, user_id: Any) -> str:
+    """The export's model when this site offers it to the user, else their default one."""
+    models = catalog.current()
+    policy = policies.for_user(user_id)
+    if model in models.models and policy.allows(model):
+        return model
+    default = models.default_model()
+    if policy.allows(default):
+        return default
+    return next((m for m in models.models if policy.allows(m)), default)
+
+
+def _fitting(info: Any, name: str, value: Any) -> Any:
+    """The parameter when the model can take it; None (its default) otherwise."""
+    if value is None:
+        return None
+    fits = {
+        "temperature": lambda: info.temperature_min <= value <= info.temperature_max,
+        "max_tokens": lambda: 1 <= value <= info.max_tokens,
+        "reasoning": lambda: info.reasoning_switch,
+        "web_search": lambda: info.web_search,
+    }[name]()
+    return value if fits else None
+
+
+def _create(*, user: Any, item: _Parsed) -> Conversation:
     fields = dict(item.conversation)
     created_at = fields.pop("created_at")
-    if fields["model"] not in offered:
-        fields["model"] = default
+    fields["model"] = _model_for(fields["model"], user.pk)
+    info = catalog.current().models.get(fields["model"])
+    for name in ("temperature", "max_tokens", "reasoning", "web_search"):
+        fields[name] = _fitting(info, name, fields[name]) if info is not None else None
     conversation = Conversation.objects.create(
         user=user,
         title_source=Conversation.TitleSource.USER if fields["title"] else "",

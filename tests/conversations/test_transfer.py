@@ -410,3 +410,27 @@ def test_one_bad_member_imports_nothing(api, branched):
     archive = zip_of({"a.json": good, "b.json": json.dumps(bad).encode()})
     invalid(upload(api, archive, "mixed.zip"), "b.json messages[0].role")
     assert Conversation.objects.count() == 1
+
+
+def test_import_keeps_parameters_the_model_takes_and_drops_the_others(api, branched):
+    data = export_dict(api, branched)
+    data["conversation"].update(temperature=0.5, max_tokens=10**9, web_search=True)
+    response = upload(api, json.dumps(data).encode())
+    assert response.status_code == 201
+    copy = Conversation.objects.get(pk=response.json()["conversations"][0])
+    assert copy.temperature == 0.5
+    assert copy.max_tokens is None  # past the model's output limit: its default
+    assert copy.pinned is False
+
+
+def test_import_keeps_times_and_pinned(api, branched):
+    Conversation.objects.filter(pk=branched.pk).update(pinned=True)
+    data = export_dict(api, branched)
+    data["messages"][0]["created_at"] = "2025-05-01T08:00:00Z"
+    data["messages"][4]["status"] = "streaming"  # exported while being written
+    response = upload(api, json.dumps(data).encode())
+    copy = Conversation.objects.get(pk=response.json()["conversations"][0])
+    assert copy.pinned is True
+    assert copy.messages.get(seq=1).created_at.isoformat() == "2025-05-01T08:00:00+00:00"
+    assert copy.created_at == branched.created_at
+    assert copy.messages.get(seq=5).status == "interrupted"
