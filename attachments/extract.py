@@ -118,29 +118,39 @@ def markdown_table(rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _table_block(
-    rows: Iterable[Sequence[Any]], limits: Limits, what: str = "rows"
+    rows: Iterable[Sequence[Any]],
+    limits: Limits,
+    *,
+    total_rows: int | None = None,
+    total_cols: int | None = None,
 ) -> tuple[str, list[str]]:
-    """The first ``max_rows`` non-empty rows (``max_cols`` columns) as a Markdown table, and a
-    line saying how many more rows / columns were left out."""
+    """The first ``max_rows`` non-empty rows (``max_cols`` columns) as a Markdown table, and
+    lines saying how many more rows and columns were left out. When the source knows its size
+    (``total_rows``: a worksheet's dimension), reading stops at the cut instead of counting on."""
     kept: list[list[Any]] = []
     more_rows = 0
     widest = 0
-    for row in rows:
+    for position, row in enumerate(rows, 1):
         values = list(row)
         while values and (values[-1] is None or values[-1] == ""):
             values.pop()
         if not values:
             continue
         if len(kept) >= limits.max_rows:
+            if total_rows is not None and total_rows >= position:
+                more_rows = total_rows - position + 1
+                break
             more_rows += 1
             continue
         widest = max(widest, len(values))
         kept.append(values[: limits.max_cols])
     notes = []
     if more_rows:
-        notes.append(f"({more_rows:,} more {what} omitted)")
-    if widest > limits.max_cols:
-        notes.append(f"({widest - limits.max_cols} more columns omitted)")
+        notes.append(f"({more_rows:,} more rows omitted)")
+    if total_cols is not None and total_cols > limits.max_cols and widest > limits.max_cols:
+        notes.append(f"({total_cols - limits.max_cols:,} more columns omitted)")
+    elif widest > limits.max_cols:
+        notes.append(f"({widest - limits.max_cols:,} more columns omitted)")
     return markdown_table(kept), notes
 
 
@@ -298,8 +308,16 @@ def _xlsx(path: str, limits: Limits) -> dict[str, Any]:
             title = f"## Sheet {sheet.title}"
             if getattr(sheet, "sheet_state", "visible") != "visible":
                 title += " (hidden)"
-            rows = sheet.iter_rows(values_only=True)
-            table, notes = _table_block(rows, limits)
+            # One column past the cut, to know whether there are more; the sheet's dimension (when
+            # it has one) says how many.
+            rows = sheet.iter_rows(values_only=True, max_col=limits.max_cols + 1)
+            max_row, max_col = getattr(sheet, "max_row", None), getattr(sheet, "max_column", None)
+            table, notes = _table_block(
+                rows,
+                limits,
+                total_rows=max_row if isinstance(max_row, int) else None,
+                total_cols=max_col if isinstance(max_col, int) else None,
+            )
             body = "\n\n".join(x for x in (table or "(empty)", *notes) if x)
             sections.append(f"{title}\n\n{body}")
             warnings_ += [f"Sheet {sheet.title}: {n}" for n in notes]

@@ -408,6 +408,27 @@ def test_xlsx_rows_and_columns_are_capped_and_said(tmp_path):
     assert "(1 more columns omitted)" in narrow["text"]
 
 
+def test_xlsx_stops_reading_at_the_cut_and_counts_from_the_dimension(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append([f"c{n}" for n in range(50)])
+    for r in range(2, 5001):
+        sheet.append([r] * 50)
+    book.save(tmp_path / "wide.xlsx")
+    started = time.monotonic()
+    result = extract(str(tmp_path / "wide.xlsx"), "xlsx", Limits(max_rows=10, max_cols=30))
+    assert time.monotonic() - started < 1.5  # 5,000 rows are not all parsed
+    assert result["warnings"] == [
+        "Sheet Sheet: (4,990 more rows omitted)",
+        "Sheet Sheet: (20 more columns omitted)",
+    ]
+    header = result["text"].split("\n")[2]
+    assert header.startswith("| c0 | c1 |")
+    assert header.endswith("| c29 |")
+
+
 def test_pptx_slides_tables_and_notes(tmp_path):
     result = extract(str(pptx_file(tmp_path / "a.pptx")), "pptx", Limits())
     assert result["ok"] is True
@@ -506,6 +527,16 @@ def test_png_with_alpha_stays_png(tmp_path):
     )
     assert (result["out_format"], result["out_width"], result["out_height"]) == ("png", 100, 67)
     assert Image.open(tmp_path / "o").mode == "RGBA"
+
+
+def test_an_image_bomb_is_refused(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("1", (4000, 4000)).save(path)  # a few KB, 16 million pixels
+    result = extract(str(path), "image", Limits(max_image_pixels=1_000_000), out_path="/dev/null")
+    assert (result["ok"], result["code"]) == (False, "file_rejected")
+    assert "1,000,000 pixels" in result["detail"]
 
 
 def test_truncated_image_is_unreadable(tmp_path):
