@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
 
 from chatsite.errors import NotFound
 
@@ -35,6 +36,7 @@ def js_strings() -> dict[str, str]:
     }
 
 
+@require_safe
 def shared_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
         share = transfer.share_get(token)

@@ -355,6 +355,8 @@ class _Layout:
             elif kind in ("bullet_list_close", "ordered_list_close"):
                 lists.pop()
                 self.indent -= 6
+                if not lists:
+                    self.pdf.ln(1.5)
             elif kind == "list_item_open" and lists:
                 ordered, number = lists[-1]
                 pending_prefix = f"{number}." if ordered else "•"

@@ -203,3 +203,15 @@ def test_admin_revoke_action(api, conversation, other_user, admin_user, rf, monk
     assert stored.revoked_at <= timezone.now()
     assert viewer(other_user).get(path).status_code == 404
     assert AuditEntry.objects.filter(action="conversation.unshare").count() == 1
+
+
+def test_the_page_is_read_only(api, conversation, other_user):
+    path = path_of(share(api, conversation))
+    client = viewer(other_user)
+    assert client.post(path).status_code == 405
+    page = client.get(path).content.decode()
+    # The one form is the language switch: nothing writes to the conversation.
+    forms = re.findall(r"<form[^>]*>", page)
+    assert len(forms) == 1
+    assert 'action="/i18n/setlang/"' in forms[0]
+    assert "<textarea" not in page

@@ -25,6 +25,7 @@ CHINESE = "这是一个用来测试导出的中文句子。"
 CODE_LINE = 'print("hello from the code block")'
 TABLE_CELL = "cell-value-42"
 LONG_LINE = "https://example.com/" + "x" * 470 + "THE-END-OF-IT"
+LONG_CODE = "values = [" + ", ".join(str(n) for n in range(80)) + "]  # end-of-code"
 
 
 def export_url(conversation, fmt: str) -> str:
@@ -166,6 +167,7 @@ PDF_MARKDOWN = f"""## 小结
 ```python
 def greet():
     {CODE_LINE}
+{LONG_CODE}
 ```
 
 | Name | Value |
@@ -209,6 +211,9 @@ def test_pdf_renders_chinese_code_tables_and_long_lines(api, user):
     assert LONG_LINE in joined
     assert LONG_LINE not in text.splitlines()
     assert joined.count("x") >= 470
+    # So is a code line longer than the page is wide.
+    assert LONG_CODE not in text.splitlines()
+    assert "".join(LONG_CODE.split()) in "".join(text.split())  # a break takes its space
     # The fonts are embedded (a subset: the "ABCDEF+" prefix) as TrueType font files.
     fonts = {}
     for page in reader.pages:
