@@ -33,7 +33,9 @@ def greet():
 
 def test_shared_link_renders_markdown_for_another_user(open_page, user, screenshot_dir):
     conversation = ConversationFactory(user=user, title="分享的对话", system_prompt=SYSTEM_PROMPT)
-    first = MessageFactory(conversation=conversation, seq=1, role="user", content="请总结一下")
+    first = MessageFactory(
+        conversation=conversation, seq=1, role="user", content="请总结一下 **原样**"
+    )
     MessageFactory(
         conversation=conversation,
         seq=2,
@@ -55,6 +57,10 @@ def test_shared_link_renders_markdown_for_another_user(open_page, user, screensh
     page.goto(b.url(path))
     expect(page.locator("html[data-rendered='yes']")).to_have_count(1)
     expect(page.locator("#shared-title")).to_have_text("分享的对话")
+    # The user's message is plain text, as on the chat page.
+    question = page.locator(".shared-msg--user .shared-msg__body")
+    expect(question).to_have_text("请总结一下 **原样**")
+    expect(question.locator("strong")).to_have_count(0)
     body = page.locator(".shared-msg--assistant .shared-msg__body")
     expect(body.locator("h2")).to_have_text("小结 Summary")
     expect(body.locator("strong")).to_have_text("bold")
