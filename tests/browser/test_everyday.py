@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -216,7 +217,13 @@ def test_export_menu_links_and_copy_and_time_of_messages(open_page, spark, user,
     expect(mine.get_by_role("button", name="Copy message")).to_be_attached()
     expect(mine.locator(".msg__bubble")).to_have_attribute("title", re.compile(r"\d"))
     expect(last_reply(page).locator(".msg__bubble")).to_have_attribute("title", re.compile(r"\d"))
-    # The picker named the model before the model list arrived: the page was rendered with it.
+    # The picker names the model before the model list arrives: the page is rendered with it.
+    client = Client()
+    client.force_login(user)
+    html = client.get(f"/c/{conversation.id}/").content.decode()
+    assert re.search(
+        r'<select id="model-select"[^>]*><option value="lite" selected>Spark Lite<', html
+    )
     page.goto(b.url(f"/c/{conversation.id}/"))
     expect(page.locator("#model-select")).to_have_value("lite")
     b.watch.assert_clean()

@@ -44,7 +44,8 @@ def test_thousand_message_conversation_opens_at_once_and_pages_back(open_page, s
     # Scrolling up loads older pages; what the reader was looking at stays in place.
     before = page.locator("li.msg").count()
     anchor = page.locator("li.msg").first
-    anchor_text = anchor.inner_text()
+    # The bubble's text: the message's own buttons (Edit, Copy) are under every user message.
+    anchor_text = anchor.locator(".msg__bubble").inner_text()
     page.locator("#scroller").evaluate("el => { el.scrollTop = 0; }")
     expect(page.locator("li.msg")).not_to_have_count(before)
     assert page.locator("li.msg").count() > before

@@ -29,7 +29,7 @@ def test_chinese_ui_when_the_browser_prefers_zh_cn(open_page, spark, user, scree
     thinking = page.locator("li.msg--assistant .msg__thinking")
     expect(thinking).to_have_text(re.compile(r"^正在思考，已耗时 \d\.\d 秒$"))
     expect(page.locator("li.msg--assistant .msg__body")).to_have_text("你好！")
-    expect(page.locator("li.msg--assistant .msg__meta")).to_contain_text("个 token")
+    expect(page.locator("li.msg--assistant .msg__meta")).to_contain_text("个词元")
     page.screenshot(path=str(screenshot_dir / "chat-desktop-light-zh.png"))
     box.fill("")
     box.press("Enter")

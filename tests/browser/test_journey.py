@@ -264,6 +264,8 @@ def test_keyboard_reaches_the_composer_and_the_sidebar(open_page, spark, user):
     page.keyboard.press("Tab")
     expect(page.locator("#conversation-list .conv__link").first).to_be_focused()
     page.keyboard.press("Tab")
+    expect(page.locator("#conversation-list .conv__pin").first).to_be_focused()
+    page.keyboard.press("Tab")
     expect(page.locator("#conversation-list .conv__rename").first).to_be_focused()
     expect(page.locator("#conversation-list .conv__rename").first).to_be_visible()
     assert page.locator("#message-list").get_attribute("aria-live") == "polite"

@@ -16,8 +16,9 @@ from .conftest import ARTIFACTS
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # First load without code in the conversation: highlight.js is fetched only when needed.
-BUDGET_UNCOMPRESSED = 200_000
-BUDGET_GZIP = 64_000
+# Raised from 200 000 / 64 000 with issue 12 (versions, edit, groups, pins, export, settings).
+BUDGET_UNCOMPRESSED = 240_000
+BUDGET_GZIP = 72_000
 
 
 def test_first_load_weight_and_lazy_highlighter(open_page, spark, user):

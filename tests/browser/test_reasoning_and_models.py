@@ -298,8 +298,24 @@ def test_a_reply_that_stops_while_thinking_folds_its_reasoning(open_page, spark,
         frame("reasoning", {"content": "Hmm, let me see."}),
     )
     expect(reply.locator(".reasoning[open]")).to_have_count(1)
-    page.get_by_role("button", name="Stop the reply").click()
+
+    # The page tells the server how much it showed (nothing of the answer yet).
+    def stopped(route) -> None:
+        route.fulfill(
+            json={
+                **STREAMING,
+                "status": "interrupted",
+                "error_code": "client_disconnected",
+                "reasoning": "Hmm, let me see.",
+            }
+        )
+
+    page.route("**/api/messages/a-1/stop/", stopped)
+    with page.expect_request("**/api/messages/a-1/stop/") as stop:
+        page.get_by_role("button", name="Stop the reply").click()
+    assert stop.value.post_data_json == {"shown": 0}
     expect(reply.locator(".msg__notice")).to_contain_text("Stopped")
+    expect(reply.locator(".msg__badge")).to_be_visible()
     expect(reply.locator(".reasoning[open]")).to_have_count(0)
     expect(reply.locator(".reasoning__label")).to_have_text(re.compile(r"^Thought for \d+ s$"))
     b.watch.assert_clean()
