@@ -196,6 +196,24 @@ def _pdfminer_pages(path: str, count: int) -> list[str]:
     return pages
 
 
+def _image_pages(path: str, count: int) -> int:
+    """How many pages hold an image (page objects only, forms included)."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    pdf = pdfium.PdfDocument(path)
+    try:
+        found = 0
+        for index in range(count):
+            page = pdf[index]
+            if any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE])):
+                found += 1
+            page.close()
+        return found
+    finally:
+        pdf.close()
+
+
 def _pdf(path: str, limits: Limits) -> dict[str, Any]:
     import pypdfium2 as pdfium
 
@@ -245,7 +263,11 @@ def _pdf(path: str, limits: Limits) -> dict[str, Any]:
     pages = [f"--- Page {n} ---\n{text}".rstrip() for n, text in enumerate(raw, 1)]
     chars = sum(len(re.sub(r"\s", "", t)) for t in raw)
     result = _result(sniff.PDF, pages, warnings_, page_count=count, garbled=garbled > GARBLED_SHARE)
-    if chars < SCANNED_CHARS_PER_PAGE * count:
+    # Little text is a scan when there is none at all, or when the pages are pictures: a short
+    # letter or a one-line certificate is not.
+    if chars < SCANNED_CHARS_PER_PAGE * count and (
+        chars == 0 or _image_pages(path, count) * 2 >= count
+    ):
         result["scanned"] = True
         result["detail"] = SCANNED_DETAIL
         result["warnings"].append(SCANNED_DETAIL)

@@ -352,6 +352,21 @@ def test_scanned_pdf_has_no_text_layer(tmp_path):
     assert "OCR is not supported" in result["warnings"][-1]
 
 
+@needs_font
+def test_a_short_pdf_without_pictures_is_not_a_scan(tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_font("wqy", fname=FONT)
+    pdf.set_font("wqy", size=12)
+    pdf.add_page()
+    pdf.cell(text="荣誉证书")
+    pdf.output(str(tmp_path / "certificate.pdf"))
+    result = extract(str(tmp_path / "certificate.pdf"), "pdf", Limits())
+    assert result["scanned"] is False
+    assert "荣誉证书" in result["text"]
+
+
 def test_ten_thousand_pages_are_refused_without_reading_them(tmp_path):
     path = many_pages_pdf(tmp_path / "huge.pdf", 10_000)
     started = time.monotonic()
