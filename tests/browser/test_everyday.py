@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, Share
 from tests.factories import PASSWORD, ConversationFactory
 
 from .helpers import PHONE, wait_until
@@ -211,6 +212,29 @@ def test_export_menu_links_and_copy_and_time_of_messages(open_page, spark, user,
     page.screenshot(path=str(screenshot_dir / "export-menu.png"))
     page.keyboard.press("Escape")
     expect(page.get_by_role("link", name="Markdown", exact=True)).to_be_hidden()
+
+    # A download with the session cookie.
+    menu.click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Markdown", exact=True).click()
+    assert download.value.suggested_filename.endswith(".md")
+    assert "General Kenobi" in Path(download.value.path()).read_text(encoding="utf-8")
+
+    # Share: the link is shown with Copy; Stop sharing revokes it.
+    menu.click()
+    page.get_by_role("button", name="Share…").click()
+    dialog = page.get_by_role("dialog", name="Share this conversation")
+    link = dialog.get_by_label("Link")
+    expect(link).to_have_value(re.compile(r"/s/"))
+    share = wait_until(lambda: Share.objects.filter(revoked_at__isnull=True).first())
+    assert share.token in link.input_value()
+    expect(dialog.get_by_role("button", name="Copy link")).to_be_visible()
+    dialog.get_by_role("button", name="Stop sharing").click()
+    expect(dialog).to_contain_text("This conversation is no longer shared.")
+    expect(link).to_be_hidden()
+    wait_until(lambda: Share.objects.get(pk=share.pk).revoked_at is not None)
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
 
     # User messages can be copied; hovering a message shows when it was written.
     mine = user_message(page)
