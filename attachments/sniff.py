@@ -257,8 +257,38 @@ def kind_of(
     return Kind(kind, content_type, ext, CODE_LANGUAGES.get(ext, "") if kind == CODE else "")
 
 
-def _open_zip(file: str | os.PathLike[str] | IO[bytes]) -> zipfile.ZipFile:
+# A central directory entry is 46 bytes and its name; OOXML names are short. More directory than
+# this per allowed member is refused before zipfile builds an object for every entry.
+_DIRECTORY_BYTES_PER_MEMBER = 1024
+
+
+def _directory_size(file: str | os.PathLike[str] | IO[bytes]) -> tuple[int, int] | None:
+    """(entries, bytes) of a ZIP's central directory from its end record (ZIP64 too), or None."""
     try:
+        if isinstance(file, str | os.PathLike):
+            with open(file, "rb") as f:
+                end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
+        else:
+            end = zipfile._EndRecData(file)  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError, EOFError, zipfile.BadZipFile):
+        return None
+    if not end:
+        return None
+    return int(end[zipfile._ECD_ENTRIES_TOTAL]), int(end[zipfile._ECD_SIZE])  # type: ignore[attr-defined]
+
+
+def _open_zip(
+    file: str | os.PathLike[str] | IO[bytes], max_members: int = Limits.zip_max_members
+) -> zipfile.ZipFile:
+    """The ZIP, its central directory read (refused first when it is too big: ``zip_bomb``)."""
+    try:
+        directory = _directory_size(file)
+        if directory is not None:
+            entries, size = directory
+            if entries > max_members or size > max_members * _DIRECTORY_BYTES_PER_MEMBER:
+                raise FileRejected(
+                    "zip_bomb", f"The file is refused: it holds more than {max_members} parts."
+                )
         return zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         raise FileRejected(
@@ -304,7 +334,7 @@ def check_zip(
         "zip_bomb",
         "The file is refused: it unpacks to far more data than its size (a zip bomb?).",
     )
-    with _open_zip(path_or_file) as archive:
+    with _open_zip(path_or_file, max_members) as archive:
         infos = archive.infolist()
         if len(infos) > max_members:
             raise FileRejected(

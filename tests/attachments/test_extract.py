@@ -612,6 +612,28 @@ def test_zip_member_limits_and_path_tricks(tmp_path):
         assert caught.value.code == "file_rejected", name
 
 
+def test_a_huge_directory_is_refused_before_zipfile_reads_it(tmp_path, monkeypatch):
+    path = tmp_path / "crowd.docx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("word/document.xml", "<a/>")
+        for n in range(2500):
+            archive.writestr(f"word/media/{n}.xml", "")
+
+    def no_zipfile(*args, **kwargs):
+        raise AssertionError("zipfile.ZipFile was asked to read the directory")
+
+    monkeypatch.setattr(sniff.zipfile, "ZipFile", no_zipfile)
+    for check in (
+        lambda: sniff.check_zip(path),
+        lambda: _kind(path, file=path),
+        lambda: check_container(path, "docx", Limits()),
+    ):
+        with pytest.raises(FileRejected) as caught:
+            check()
+        assert caught.value.code == "zip_bomb"
+        assert "more than 2000 parts" in caught.value.detail
+
+
 def test_encrypted_member_is_refused(tmp_path):
     path = tmp_path / "locked.docx"
     with zipfile.ZipFile(path, "w") as archive:
