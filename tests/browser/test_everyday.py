@@ -115,11 +115,14 @@ def test_the_title_frame_names_the_conversation_in_the_header_and_the_sidebar(
     b = open_page(user=user)
     page = b.page
     page.goto(b.url("/"))
-    send(page, "Plan my weekend please [[reply:Weekend in Kyoto]]")
-    expect(last_reply(page).locator(".msg__body")).to_have_text("Weekend in Kyoto")
-    # The composer is free once the reply is done, whatever the title call does after it.
+    # [[delay:2]] holds the title call too (the stand-in reads the question in its prompt).
+    send(page, "Plan my weekend please [[reply:Weekend in Kyoto]] [[delay:2]]")
+    expect(last_reply(page).locator(".msg__body")).to_have_text("Weekend in Kyoto", timeout=10_000)
+    # The composer is free once the reply is done, while the title is still being written.
     expect(page.get_by_role("button", name="Stop the reply")).to_be_hidden()
-    expect(page.locator("#conversation-title")).to_have_text("Weekend in Kyoto")
+    expect(last_reply(page).get_by_role("button", name="Regenerate")).to_be_visible()
+    assert page.locator("#conversation-title").inner_text() != "Weekend in Kyoto"
+    expect(page.locator("#conversation-title")).to_have_text("Weekend in Kyoto", timeout=10_000)
     expect(page.locator("#conversation-list li.conv .conv__title").first).to_have_text(
         "Weekend in Kyoto"
     )
@@ -356,6 +359,14 @@ def test_chinese_page_has_no_english_leftovers(open_page, spark, user, screensho
     expect(page.get_by_role("button", name="分享…")).to_be_visible()
     page.keyboard.press("Escape")
     page.screenshot(path=str(screenshot_dir / "chat-zh.png"))
+
+    # The settings dialog and the password page in Chinese too.
+    page.get_by_role("button", name="设置", exact=True).click()
+    dialog = page.get_by_role("dialog", name="设置")
+    expect(dialog.get_by_label("深色")).to_be_visible()
+    expect(dialog).to_contain_text("主题")
+    dialog.get_by_role("button", name="完成").click()
+    expect(dialog).to_be_hidden()
 
     # A stopped reply in Chinese.
     send(page, f"数数 [[reply:{WORDS}]] [[interval:0.3]]")
