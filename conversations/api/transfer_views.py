@@ -110,8 +110,10 @@ class ExportAllApi(APIView):
 
 
 class ImportInputSerializer(serializers.Serializer):
+    # An empty file is the import's to refuse (`invalid_import`), like any file it cannot read.
     file = serializers.FileField(
-        help_text="A JSON export (GET …/export/?format=json) or a zip of them (GET …/export/)."
+        allow_empty_file=True,
+        help_text="A JSON export (GET …/export/?format=json) or a zip of them (GET …/export/).",
     )
 
 

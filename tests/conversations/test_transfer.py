@@ -439,3 +439,7 @@ def test_import_keeps_times_and_pinned(api, branched):
     assert copy.messages.get(seq=1).created_at.isoformat() == "2025-05-01T08:00:00+00:00"
     assert copy.created_at == branched.created_at
     assert copy.messages.get(seq=5).status == "interrupted"
+
+
+def test_an_empty_file_is_an_invalid_import(api):
+    invalid(upload(api, b""), "not a JSON export")
