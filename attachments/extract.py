@@ -101,7 +101,7 @@ def _cell(value: Any) -> str:
         value = int(value)
     elif hasattr(value, "isoformat"):
         value = value.isoformat()
-    text = str(value).replace("\r\n", "\n").replace("\n", " ").replace("|", "\\|")
+    text = re.sub(r"[\r\n]+", " ", str(value)).replace("|", "\\|")
     return text.strip()
 
 
