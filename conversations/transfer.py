@@ -19,6 +19,7 @@ import logging
 import re
 import secrets
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -159,6 +160,7 @@ def export_all(user_id: Any) -> IO[bytes]:
     conversations = Conversation.objects.filter(user_id=user_id, deleted_at__isnull=True)
     with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for conversation in conversations.order_by("created_at", "id").iterator(chunk_size=200):
+            time.sleep(0)  # as in render_pdf: the worker's other connections run meanwhile
             archive.writestr(f"conversation-{conversation.id}.json", export_json(conversation))
     spool.seek(0)
     return spool
@@ -210,6 +212,10 @@ BODY_SIZE = 10.5
 CODE_SIZE = 8.5
 LINE = 5.6
 CODE_LINE = 4.4
+MAX_INDENT = 40.0  # mm, of the 174 mm an A4 line has
+MAX_NESTING = 50  # lists and quotes within each other
+# Control characters have no glyph: they are left out of a PDF (tabs and newlines are kept).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 HEADING_SIZES = {"h1": 17, "h2": 15, "h3": 13, "h4": 12, "h5": 11, "h6": 11}
 
 
@@ -248,7 +254,12 @@ class _Layout:
             pdf.add_font("mono", "", str(font_path))
         pdf.set_font("body", size=BODY_SIZE)
         pdf.add_page()
-        self.indent = 0.0
+        self.depth = 0.0
+
+    @property
+    def indent(self) -> float:
+        # Deeply nested lists and quotes stop moving right: the text keeps most of the page.
+        return min(self.depth, MAX_INDENT)
 
     def write(
         self,
@@ -340,7 +351,12 @@ class _Layout:
     def markdown(self, text: str) -> None:
         from markdown_it import MarkdownIt
 
-        tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(text)
+        parser = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING})
+        tokens = parser.enable(["table", "strikethrough"]).parse(text)
+        if any(token.level >= MAX_NESTING - 2 for token in tokens):
+            # markdown-it drops what is nested deeper than its limit: show the text as written.
+            self.write(text)
+            return
         lists: list[list[int]] = []  # per open list: [ordered?, next number]
         quote = 0
         pending_prefix = ""
@@ -351,10 +367,10 @@ class _Layout:
             if kind in ("bullet_list_open", "ordered_list_open"):
                 start = int(token.attrs.get("start", 1) or 1) if token.attrs else 1
                 lists.append([kind == "ordered_list_open", start])
-                self.indent += 6
+                self.depth += 6
             elif kind in ("bullet_list_close", "ordered_list_close"):
                 lists.pop()
-                self.indent -= 6
+                self.depth -= 6
                 if not lists:
                     self.pdf.ln(1.5)
             elif kind == "list_item_open" and lists:
@@ -363,10 +379,10 @@ class _Layout:
                 lists[-1][1] = number + 1
             elif kind == "blockquote_open":
                 quote += 1
-                self.indent += 5
+                self.depth += 5
             elif kind == "blockquote_close":
                 quote -= 1
-                self.indent -= 5
+                self.depth -= 5
             elif kind == "heading_open":
                 inline = tokens[index + 1]
                 self.pdf.ln(1.5)
@@ -407,6 +423,8 @@ def render_pdf(
     *, title: str, meta: list[str], messages: list[tuple[str, str, str]], font_path: Path
 ) -> bytes:
     """The PDF of a conversation: its title, its facts, then each message under its role."""
+    title = _CONTROL.sub("", title)
+    messages = [(role, when, _CONTROL.sub("", text)) for role, when, text in messages]
     layout = _Layout(font_path)
     pdf = layout.pdf
     pdf.set_title(title)
@@ -416,6 +434,9 @@ def render_pdf(
         layout.write(line, size=9, height=4.8, color=(100, 100, 100))
     layout.rule()
     for role, when, text in messages:
+        # A long conversation takes seconds of CPU: under gevent workers (gunicorn.conf.py),
+        # sleep(0) lets the worker's other connections run between messages.
+        time.sleep(0)
         pdf.ln(2)
         layout.write(f"{role} · {when}", size=12, height=7, color=(55, 65, 140))
         layout.markdown(text)

@@ -443,3 +443,21 @@ def test_import_keeps_times_and_pinned(api, branched):
 
 def test_an_empty_file_is_an_invalid_import(api):
     invalid(upload(api, b""), "not a JSON export")
+
+
+@pytest.mark.skipif(
+    not Path(django_settings.PDF_FONT_PATH).is_file(),
+    reason="no PDF font: scripts/system-deps.sh installs fonts-wqy-microhei",
+)
+def test_pdf_keeps_deeply_nested_text_and_leaves_out_control_characters(api, user):
+    conversation = ConversationFactory(user=user, title="odd\x07 title")
+    MessageFactory(conversation=conversation, seq=1, role="user", content=">" * 120 + " DEEP-TEXT")
+    MessageFactory(
+        conversation=conversation, seq=2, role="assistant", content="bell\x07-and\x00-nul"
+    )
+    response = api.get(export_url(conversation, "pdf"))
+    assert response.status_code == 200
+    _, text = pdf_text(response.content)
+    assert "DEEP-TEXT" in text  # past markdown-it's nesting limit: shown as written
+    assert "bell-and-nul" in text
+    assert "odd title" in text
