@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.admin import AdminSite
 from django.test import Client
+from django.urls import include, path
 from django.utils import timezone
 
 from audit.models import AuditEntry
@@ -215,3 +216,29 @@ def test_the_page_is_read_only(api, conversation, other_user):
     assert len(forms) == 1
     assert 'action="/i18n/setlang/"' in forms[0]
     assert "<textarea" not in page
+
+
+# The admin of shares on a site of its own (conversations/admin.py registers it on the real one by
+# importing conversations.admin_share).
+share_site = AdminSite(name="admin")
+share_site.register(Share, ShareAdmin)
+# First, so that its "admin" namespace wins over the project's; the project's routes follow.
+urlpatterns = [path("admin/", share_site.urls), path("", include("chatsite.urls"))]
+
+
+@pytest.mark.urls(__name__)
+def test_admin_lists_shares_without_their_token(api, conversation, admin_client):
+    share(api, conversation)
+    stored = Share.objects.get()
+    listing = admin_client.get("/admin/conversations/share/")
+    assert listing.status_code == 200
+    assert "Shared 分享" in listing.content.decode()
+    detail = admin_client.get(f"/admin/conversations/share/{stored.pk}/change/")
+    assert detail.status_code == 200
+    assert stored.token not in listing.content.decode() + detail.content.decode()
+    response = admin_client.post(
+        "/admin/conversations/share/", {"action": "revoke", "_selected_action": [stored.pk]}
+    )
+    assert response.status_code == 302
+    stored.refresh_from_db()
+    assert stored.revoked_at is not None
