@@ -130,7 +130,9 @@ def test_the_title_frame_names_the_conversation_in_the_header_and_the_sidebar(
     b.watch.assert_clean()
 
 
-def test_stop_keeps_exactly_what_was_shown_and_looks_stopped(open_page, spark, user):
+def test_stop_keeps_exactly_what_was_shown_and_looks_stopped(
+    open_page, spark, user, screenshot_dir
+):
     b = open_page(user=user)
     page = b.page
     page.goto(b.url("/"))
@@ -154,6 +156,7 @@ def test_stop_keeps_exactly_what_was_shown_and_looks_stopped(open_page, spark, u
     page.reload()
     expect(last_reply(page).locator(".msg__badge")).to_be_visible()
     assert last_reply(page).locator(".msg__body").inner_text() == shown
+    page.screenshot(path=str(screenshot_dir / "stopped-reply.png"))
     b.watch.assert_clean()
 
 
