@@ -42,9 +42,9 @@ def conversation(user):
         parent=first,
         content="It is **4**.",
         reasoning="REASONING-NOT-SHARED",
-        prompt_tokens=11,
-        completion_tokens=22,
-        total_tokens=33,
+        prompt_tokens=123456,
+        completion_tokens=864198,
+        total_tokens=987654,
     )
     return conversation
 
@@ -85,7 +85,7 @@ def test_another_logged_in_user_reads_the_snapshot(api, conversation, other_user
     assert "What is **2+2**?" in page
     assert "It is **4**." in page
     # Not the system prompt, another branch, the reasoning or the usage.
-    for hidden in (SYSTEM_PROMPT, "OLD-BRANCH-ANSWER", "REASONING-NOT-SHARED", "33"):
+    for hidden in (SYSTEM_PROMPT, "OLD-BRANCH-ANSWER", "REASONING-NOT-SHARED", "987654", "864198"):
         assert hidden not in page
     snapshot = Share.objects.get().snapshot
     assert [m["role"] for m in snapshot] == ["user", "assistant"]
