@@ -461,3 +461,14 @@ def test_pdf_keeps_deeply_nested_text_and_leaves_out_control_characters(api, use
     assert "DEEP-TEXT" in text  # past markdown-it's nesting limit: shown as written
     assert "bell-and-nul" in text
     assert "odd title" in text
+
+
+def test_a_large_upload_spooled_to_disk_imports_alike(api, branched, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 100  # Django writes the upload to a temporary file
+    exported = api.get("/api/conversations/export/")
+    archive = b"".join(exported.streaming_content)
+    assert len(archive) > 100
+    response = upload(api, archive, "all.zip")
+    assert response.status_code == 201, response.content
+    copy = Conversation.objects.get(pk=response.json()["conversations"][0])
+    assert tree_of(copy) == tree_of(branched)
