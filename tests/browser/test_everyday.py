@@ -391,3 +391,25 @@ def test_chinese_page_has_no_english_leftovers(open_page, spark, user, screensho
     leftovers = [w for w in re.findall(r"\b[A-Za-z]{3,}\b", visible) if w not in allowed]
     assert not leftovers, leftovers
     b.watch.assert_clean()
+
+
+def test_a_provider_error_shows_the_servers_detail_and_its_code(open_page, spark, user):
+    b = open_page(user=user, locale="zh-CN")
+    page = b.page
+    page.goto(b.url("/"))
+    send(page, "出错吧 [[upstream:11202]]")
+    notice = last_reply(page).locator(".msg__notice--error")
+    expect(notice).to_be_visible()
+    failed = wait_until(lambda: Message.objects.filter(role="assistant", status="error").first())
+    # The detail is the server's (translated on output when it can be), with the code beside it.
+    api = page.evaluate(
+        """async (id) => {
+            const r = await fetch(`/api/conversations/${id}/messages/`);
+            return (await r.json()).results.at(-1);
+        }""",
+        str(failed.conversation_id),
+    )
+    expect(notice).to_contain_text(api["error_detail"])
+    expect(notice.locator(".msg__code")).to_contain_text(failed.error_code)
+    expect(notice).to_contain_text("错误")
+    b.watch.assert_clean()
