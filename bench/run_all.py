@@ -29,6 +29,7 @@ BENCHMARKS = [
     "soak",
     "quota_hold",
     "export",
+    "extract",
 ]
 
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounts",
     "governance",
     "conversations",
+    "attachments",
     "review",
 ]
 
@@ -203,8 +204,23 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Attachments (docs/attachments.md): local disk under ATTACHMENTS_ROOT by default, never served
+# directly; an S3-compatible store by naming its backend (django-storages) and its options.
+ATTACHMENTS_ROOT = env.str(
+    "ATTACHMENTS_ROOT",
+    default=tempfile.mkdtemp(prefix="chatsite-attachments-")
+    if TESTING
+    else str(BASE_DIR / "var" / "attachments"),
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "attachments": {
+        "BACKEND": env.str(
+            "ATTACHMENTS_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+        ),
+        "OPTIONS": env.json("ATTACHMENTS_STORAGE_OPTIONS", default={})
+        or {"location": ATTACHMENTS_ROOT},
+    },
     "staticfiles": {
         "BACKEND": (
             "chatsite.storage.StaticStorage"
@@ -336,6 +352,15 @@ QUOTA_MONTHLY_COST_CNY = env.str("QUOTA_MONTHLY_COST_CNY", default="").strip() o
 QUOTA_TIME_ZONE = env.str("QUOTA_TIME_ZONE", default="Asia/Shanghai")
 # How often a worker re-reads policies and prices another worker's admin changed.
 POLICY_REFRESH_SECONDS = env.float("POLICY_REFRESH_SECONDS", default=1.0)
+# Attachments (docs/attachments.md): the largest file, each user's storage, files per message,
+# and the extraction child's time and memory.
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=20 * 2**20)
+ATTACHMENT_USER_QUOTA_BYTES = env.int("ATTACHMENT_USER_QUOTA_BYTES", default=200 * 2**20)
+ATTACHMENTS_PER_MESSAGE = env.int("ATTACHMENTS_PER_MESSAGE", default=5)
+ATTACHMENT_MAX_PAGES = env.int("ATTACHMENT_MAX_PAGES", default=500)
+ATTACHMENT_EXTRACT_TIMEOUT_SECONDS = env.float("ATTACHMENT_EXTRACT_TIMEOUT_SECONDS", default=30)
+ATTACHMENT_EXTRACT_MEMORY_MB = env.int("ATTACHMENT_EXTRACT_MEMORY_MB", default=768)
+
 # Review (docs/review.md): days a conversation its owner deleted is kept for review before
 # `manage.py purge_deleted` removes it; minutes a reviewer's claim on a queue item lasts; seconds
 # before a worker sees another worker's change to the flag keywords or the sample rate.

@@ -8,6 +8,7 @@ from chatsite.views import healthz, metrics_view
 api_patterns: list[URLPattern | URLResolver] = [
     path("auth/", include("accounts.api_urls")),
     path("", include("conversations.api.urls")),
+    path("", include("attachments.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     # Anything else under /api/ (a malformed id included) is a JSON 404, not Django's HTML page.

@@ -33,7 +33,7 @@ from chatsite.errors import AppError
 from governance import periods as calendar
 from governance import pricing
 
-from . import admin_dashboard, admin_export, admin_feedback, catalog, selectors  # noqa: F401
+from . import admin_dashboard, admin_export, admin_feedback, admin_share, catalog, selectors  # noqa: F401
 from .models import ChatModel, Conversation, Feedback, FeedbackReason, Message, Provider
 from .services import conversation_purge
 

@@ -38,6 +38,7 @@ from django.db.models import Field
 from django.utils import timezone, translation
 
 from accounts.models import User
+from attachments import services as attachments
 from chatsite.errors import AppError, Conflict, RateLimited, UserInactive
 from chatsite.ratelimit import parse_rate
 from governance import periods as calendar
@@ -148,6 +149,7 @@ class Reply:
         content: str | None,
         regenerate: bool = False,
         parent: Any = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> Reply:
         """Save the user's message (or retire the last reply) and read the history.
 
@@ -184,6 +186,7 @@ class Reply:
                 extra={"field": "parent"},
             )
         options = options_for(conversation, info)
+        chosen = _checked_files(conversation, info, files, content or "", options) if files else []
         now = timezone.now()
         price = pricing.cached_price_in_force(model, now)
         holder = None
@@ -218,6 +221,7 @@ class Reply:
                     content=content,
                     regenerate=regenerate,
                     target=target,
+                    files=chosen,
                     provider=info.provider,
                     holder=holder,
                 )
@@ -630,12 +634,78 @@ def options_for(conversation: Conversation, info: ModelInfo) -> ChatOptions:
     )
 
 
+def _checked_files(
+    conversation: Conversation,
+    info: ModelInfo,
+    files: list[dict[str, Any]],
+    content: str,
+    options: ChatOptions,
+) -> list[attachments.Chosen]:
+    """The files a message is sent with (docs/attachments.md): the user's own, images only to a
+    model with vision, and all of it within the model's context window: text is never cut
+    silently, so a message that does not fit is refused with by how much, and the models that
+    would take it."""
+    chosen = attachments.choose(
+        owner_id=conversation.user_id, conversation_id=conversation.pk, items=files
+    )
+    images = [c.attachment.name for c in chosen if c.attachment.kind == "image"]
+    if images and not info.vision:
+        raise AppError(
+            f"{info.label} cannot see images ({', '.join(images)}). Choose a model with vision.",
+            code="model_cannot_see_images",
+            extra={"files": images},
+        )
+    reserve = min(options.max_tokens or settings.LLM_REPLY_RESERVE_TOKENS, info.context_window // 4)
+    system = conversation.system_prompt.strip()
+    needed = (
+        sum(c.tokens for c in chosen)
+        + selectors.estimate_tokens(content)
+        + (selectors.estimate_tokens(system) if system else 0)
+        + selectors.estimate_tokens(attachments.FILES_NOTE)
+        + 8 * selectors.MESSAGE_OVERHEAD_TOKENS
+    )
+    limit = info.context_window - reserve
+    if needed > limit:
+        policy = policies.for_user(conversation.user_id)
+        models = catalog.current()
+        roomier = [
+            m.id
+            for m in (models.model(model_id) for model_id in models.models)
+            if m.context_window - min(m.max_tokens, m.context_window // 4) >= needed
+            and models.is_configured(m.id)
+            and policy.allows(m.id)
+        ]
+        raise AppError(
+            f"The files and message are about {needed} tokens; {info.label} takes {limit} "
+            f"with room for its reply, {needed - limit} too many. Choose a model with a longer "
+            "context, or send a page range of the file.",
+            code="attachments_too_long",
+            extra={
+                "tokens": needed,
+                "limit": limit,
+                "over_by": needed - limit,
+                "models": roomier,
+                "files": [
+                    {
+                        "id": str(c.attachment.pk),
+                        "name": c.attachment.name,
+                        "tokens": c.tokens,
+                        "pages": c.attachment.pages or None,
+                    }
+                    for c in chosen
+                ],
+            },
+        )
+    return chosen
+
+
 def _save_turn(
     *,
     conversation: Conversation,
     content: str | None,
     regenerate: bool,
     target: Message | None = None,
+    files: list[attachments.Chosen] | None = None,
     provider: str = "",
     holder: Any = None,
 ) -> tuple[Message | None, Message, quota.Hold | None]:
@@ -702,7 +772,9 @@ def _save_turn(
                 role=Message.Role.USER,
                 content=content,
                 model=model,
-                token_estimate=selectors.estimate_tokens(content.strip()),
+                # Its files count too: history trimming reads this estimate.
+                token_estimate=selectors.estimate_tokens(content.strip())
+                + sum(f.tokens for f in files or ()),
             )
             reply_parent = user_message.pk
         assistant = Message(
@@ -719,6 +791,10 @@ def _save_turn(
         )
         # Both rows in one INSERT: one round trip fewer inside the write lock.
         Message.objects.bulk_create([m for m in (user_message, assistant) if m is not None])
+        if files and user_message is not None:
+            attachments.link(
+                message_id=user_message.pk, conversation_id=conversation.pk, chosen=files
+            )
         if branching:
             # Off the old branch, onto the new one: the history below reads the new path.
             branches.activate(conversation.pk, assistant.pk)

@@ -27,6 +27,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
+from attachments import services as attachments
+from attachments.models import AttachmentUse
 from chatsite import tokens
 from chatsite.errors import NotFound, UserInactive
 from governance import periods as calendar
@@ -458,9 +460,9 @@ def _history_rows(
     up_to_seq: int | None,
     oldest_seq: int | None,
     with_reasoning: bool = False,
-) -> list[tuple[str, str, int | None, str]]:
-    """(role, content, token estimate, reasoning) of the messages that may go to the model, newest
-    first, in one query. The reasoning is read only ``with_reasoning`` ("" otherwise).
+) -> list[tuple[str, str, int | None, str, Any, bool]]:
+    """(role, content, token estimate, reasoning, id, sent with files) of the messages that may go
+    to the model, newest first, in one query. The reasoning is read only ``with_reasoning`` ("" otherwise).
 
     A window function keeps only rows whose newer rows hold at most ``char_budget`` characters.
     Written as SQL because building this query through the ORM cost more (about 5 ms a reply)
@@ -488,9 +490,13 @@ def _history_rows(
     params.append(char_budget)
     # Only the quoted table name and fixed clauses are interpolated; every value is a parameter.
     reasoning = "reasoning" if with_reasoning else "''"
+    # Whether a kept message was sent with files: asked of the few rows returned only, so a
+    # conversation without files still costs one query (docs/attachments.md).
+    uses = connection.ops.quote_name(AttachmentUse._meta.db_table)
     sql = (
-        f"SELECT role, content, token_estimate, {reasoning} FROM ("  # noqa: S608  # nosec B608 - values are parameters
-        " SELECT role, content, token_estimate, reasoning, seq,"
+        f"SELECT role, content, token_estimate, {reasoning}, id,"  # noqa: S608  # nosec B608 - values are parameters
+        f" EXISTS (SELECT 1 FROM {uses} WHERE {uses}.message_id = newest.id) FROM ("
+        " SELECT role, content, token_estimate, reasoning, seq, id,"
         " SUM(LENGTH(content)) OVER (ORDER BY seq DESC) - LENGTH(content) AS chars_after"
         f" FROM {table}"
         " WHERE conversation_id = %s AND replaced = %s"
@@ -541,9 +547,9 @@ def message_history_for_model(
     # alternating turns: a question followed by another question got no usable reply (it failed,
     # or stopped before any text), so it is left out with its failed reply. Merging it into the
     # next question would resend a refused input (10013, 10907...) with every later message.
-    turns: list[tuple[str, str, str]] = []
+    turns: list[tuple[str, str, str, Any]] = []
     used = 0
-    for role, content, estimate, reasoning in newest_first:
+    for role, content, estimate, reasoning, message_id, with_files in newest_first:
         text = content.strip()
         if not text or (turns and turns[-1][0] == role):
             continue
@@ -555,7 +561,7 @@ def message_history_for_model(
         if turns and used + cost > budget:
             break
         used += cost
-        turns.append((role, text, reasoning))
+        turns.append((role, text, reasoning, message_id if with_files else None))
     turns.reverse()
 
     # Drop a leading or trailing assistant: the turns start and end with the user.
@@ -564,9 +570,28 @@ def message_history_for_model(
     while turns and turns[-1][0] != Message.Role.USER:
         turns.pop()
 
+    # Files sent with the user's messages (docs/attachments.md): one query for the turns kept.
+    # A message's token estimate already counts its files, so the trimming above saw them.
+    sent = [_message_id(m) for role, _, _, m in turns if role == Message.Role.USER and m]
+    files = attachments.sent_with(sent) if sent else {}
+    if files and system:
+        system = f"{system}\n\n{attachments.FILES_NOTE}"
+    elif files:
+        system = attachments.FILES_NOTE
     history = [ChatMessage("system", system)] if system else []
-    history.extend(ChatMessage(role, text, reasoning) for role, text, reasoning in turns)
+    for role, text, reasoning, message_id in turns:
+        its_files = files.get(_message_id(message_id)) if message_id else None
+        if its_files is None:
+            history.append(ChatMessage(role, text, reasoning))
+        else:
+            content = f"{its_files.blocks}\n\n{text}" if its_files.blocks else text
+            history.append(ChatMessage(role, content, reasoning, images=its_files.images))
     return history
+
+
+def _message_id(raw: Any) -> UUID:
+    """A message id as the raw query returns it (SQLite: 32 hex digits; PostgreSQL: a UUID)."""
+    return raw if isinstance(raw, UUID) else UUID(str(raw))
 
 
 def conversation_stats() -> QuerySet[Conversation]:

@@ -35,8 +35,12 @@ DESCRIPTIONS = {
     403: "Session-authenticated write without a valid CSRF token.",
     404: "Not found (another user's conversation answers the same).",
     409: "A reply is already being written in this conversation.",
-    413: "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
-    415: "The body is not JSON.",
+    413: (
+        "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE, or an uploaded file is "
+        "over its limit or the user's file storage."
+    ),
+    415: "The body is not JSON (multipart/form-data for an upload).",
+    422: "The file could not be read in time (its extraction was stopped).",
     429: "Rate limited; Retry-After says when to try again.",
     502: "The model service failed or rejected the request.",
     503: "The model service is unavailable, busy, out of quota or not configured.",

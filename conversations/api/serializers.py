@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chatsite.api.fields import StrictCharField
@@ -85,12 +86,53 @@ PARENT_HELP = (
 )
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "uuid"},
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "pages": {"type": "string", "maxLength": 100, "example": "1-12,15"},
+                },
+                "required": ["id"],
+                "additionalProperties": False,
+            },
+        ],
+        "description": "An uploaded file's id (POST /api/files/), or {id, pages} for a page "
+        "range of a PDF or slides of a presentation",
+    }
+)
+class AttachmentRefField(serializers.Field):
+    default_error_messages = {
+        "invalid": "Each attachment is a file id, or an object with id and optional pages.",
+    }
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, str):
+            data = {"id": data}
+        if not isinstance(data, dict) or set(data) - {"id", "pages"} or "id" not in data:
+            self.fail("invalid")
+        identifier = serializers.UUIDField().run_validation(data["id"])
+        pages = data.get("pages") or ""
+        if not isinstance(pages, str) or len(pages) > 100:
+            self.fail("invalid")
+        return {"id": identifier, "pages": pages}
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class MessageInputSerializer(serializers.Serializer):
     content = StrictCharField(trim_whitespace=False, allow_blank=True)
     stream = StrictBooleanField(required=False)
     # DRF's metaclass moves declared fields out of the class: this never shadows Field.parent.
     parent = serializers.UUIDField(  # type: ignore[assignment]
         required=False, allow_null=True, help_text=PARENT_HELP
+    )
+    attachments = serializers.ListField(
+        child=AttachmentRefField(), required=False, max_length=20, help_text="Files to send with it"
     )
 
     def validate_content(self, value: str) -> str:

@@ -346,6 +346,7 @@ class MessageListApi(APIView):
             conversation=conversation,
             content=serializer.validated_data["content"],
             parent=serializer.validated_data.get("parent"),
+            files=serializer.validated_data.get("attachments"),
         )
         return _reply_response(request, reply, stream=serializer.validated_data.get("stream"))
 

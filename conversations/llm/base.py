@@ -17,6 +17,8 @@ class ChatMessage:
     content: str
     # An earlier reply's reasoning: sent back only to the dialects that require it.
     reasoning: str = ""
+    # Images the user attached, as data: URLs, for models with vision (OpenAI's content parts).
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

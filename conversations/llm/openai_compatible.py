@@ -169,6 +169,11 @@ class OpenAICompatibleProvider(ChatProvider):
         wire_messages: list[dict[str, Any]] = []
         for m in messages:
             item: dict[str, Any] = {"role": m.role, "content": m.content}
+            if m.images:  # a vision model: text and images as content parts
+                item["content"] = [
+                    {"type": "text", "text": m.content},
+                    *({"type": "image_url", "image_url": {"url": url}} for url in m.images),
+                ]
             if keep_reasoning and m.reasoning and m.role == "assistant":
                 item["reasoning_content"] = m.reasoning
             wire_messages.append(item)

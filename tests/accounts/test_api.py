@@ -469,6 +469,7 @@ def test_every_string_a_request_may_hold_excludes_nul_in_the_schema(anon):
         if name.endswith("Request")
         for field, definition in component["properties"].items()
         if "boolean" not in str(definition.get("type"))
+        and definition.get("format") != "binary"  # an uploaded file's bytes, not text
     ]
     assert len(fields) >= 10
     for name, field, definition in fields:
