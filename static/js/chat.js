@@ -1,6 +1,7 @@
 // The chat page: wires the sidebar, the conversation view, the composer and the reply streams.
 
 import { ApiError, api, setCsrfFallback } from "./api.js";
+import { ExportMenu } from "./export-menu.js";
 import { forgetConversation, forgetUnsent, readDraft, rememberUnsent, unsentList, writeDraft } from "./drafts.js";
 import { History } from "./history.js";
 import { formatNumber, t } from "./i18n.js";
@@ -9,7 +10,7 @@ import { copyText, flashCopied, handleCodeCopy, highlightWithin } from "./render
 import { Sessions, openReply } from "./session.js";
 import { readEvents } from "./stream.js";
 import { Sidebar, conversationTitle } from "./sidebar.js";
-import { currentTheme, setTheme } from "./theme.js";
+import { initPreferences } from "./theme.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 setCsrfFallback(config.csrfToken);
@@ -457,103 +458,15 @@ function showTitle() {
   showExportMenu();
 }
 
-// --- export and share (GET …/export/?format=, POST/DELETE …/share/) ----------------------------
+// --- export and share (export-menu.js), settings (theme.js) --------------------------------------
 
-const exportMenu = $("export-menu");
-const shareDialog = $("share-dialog");
-
-const exportToggle = $("export-toggle");
-const exportList = $("export-list");
-
-function openExportMenu(open) {
-  exportList.hidden = !open;
-  exportToggle.setAttribute("aria-expanded", String(open));
-}
+const exportMenu = new ExportMenu({ currentId, errorText });
 
 function showExportMenu() {
-  const id = currentId();
-  exportMenu.hidden = !id;
-  if (!id) {
-    openExportMenu(false);
-    return;
-  }
-  for (const link of exportMenu.querySelectorAll("a[data-format]")) {
-    link.href = api.exportUrl(id, link.dataset.format);
-  }
+  exportMenu.show(currentId());
 }
 
-exportToggle.addEventListener("click", () => {
-  openExportMenu(exportList.hidden);
-  if (!exportList.hidden) exportList.querySelector("a, button")?.focus();
-});
-exportList.addEventListener("click", (event) => {
-  if (event.target.closest("a[data-format]")) openExportMenu(false);
-});
-document.addEventListener("click", (event) => {
-  if (!exportList.hidden && !exportMenu.contains(event.target)) openExportMenu(false);
-});
-exportMenu.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && !exportList.hidden) {
-    openExportMenu(false);
-    exportToggle.focus();
-  }
-});
-
-function showShared(url) {
-  $("share-url").value = url || "";
-  $("share-row").hidden = !url;
-  $("share-revoke").hidden = !url;
-}
-
-$("share-open").addEventListener("click", async () => {
-  const id = currentId();
-  openExportMenu(false);
-  if (!id) return;
-  showShared("");
-  $("share-status").textContent = "";
-  shareDialog.showModal();
-  try {
-    const answer = await api.share(id);
-    showShared(answer.url);
-    $("share-url").select();
-  } catch (error) {
-    $("share-status").textContent = t("share_failed", { reason: errorText(error) });
-  }
-});
-
-$("share-copy").addEventListener("click", (event) => {
-  const button = event.currentTarget;
-  copyText($("share-url").value).then(() => {
-    flashCopied(button);
-    $("share-status").textContent = t("link_copied");
-  }, () => {});
-});
-
-$("share-revoke").addEventListener("click", async () => {
-  const id = currentId();
-  if (!id) return;
-  try {
-    await api.unshare(id);
-    showShared("");
-    $("share-status").textContent = t("share_stopped");
-  } catch (error) {
-    $("share-status").textContent = errorText(error);
-  }
-});
-
-// --- settings: language, theme, password --------------------------------------------------------
-
-const preferences = $("preferences-dialog");
-$("preferences-open").addEventListener("click", () => {
-  for (const radio of preferences.querySelectorAll("input[name='theme']")) {
-    radio.checked = radio.value === currentTheme();
-  }
-  syncLanguageSwitch();
-  preferences.showModal();
-});
-preferences.addEventListener("change", (event) => {
-  if (event.target.name === "theme") setTheme(event.target.value);
-});
+initPreferences({ onOpen: syncLanguageSwitch });
 
 function viewFor(message) {
   return message.role === "user" ? new UserView(message.content, message) : new AssistantView(message);

@@ -16,3 +16,18 @@ export function setTheme(theme) {
     delete document.documentElement.dataset.theme;
   }
 }
+
+// The settings dialog (sidebar foot): language (the usual switch), theme, change password.
+export function initPreferences({ onOpen = () => {} } = {}) {
+  const dialog = document.getElementById("preferences-dialog");
+  document.getElementById("preferences-open").addEventListener("click", () => {
+    for (const radio of dialog.querySelectorAll("input[name='theme']")) {
+      radio.checked = radio.value === currentTheme();
+    }
+    onOpen();
+    dialog.showModal();
+  });
+  dialog.addEventListener("change", (event) => {
+    if (event.target.name === "theme") setTheme(event.target.value);
+  });
+}
