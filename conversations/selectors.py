@@ -462,7 +462,8 @@ def _history_rows(
     with_reasoning: bool = False,
 ) -> list[tuple[str, str, int | None, str, Any, bool]]:
     """(role, content, token estimate, reasoning, id, sent with files) of the messages that may go
-    to the model, newest first, in one query. The reasoning is read only ``with_reasoning`` ("" otherwise).
+    to the model, newest first, in one query. The reasoning is read only ``with_reasoning``
+    ("" otherwise).
 
     A window function keeps only rows whose newer rows hold at most ``char_budget`` characters.
     Written as SQL because building this query through the ORM cost more (about 5 ms a reply)
