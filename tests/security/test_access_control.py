@@ -42,7 +42,23 @@ API_CALLS = [
     ),
     ("POST", "api/conversations/<uuid:conversation_id>/regenerate/", {"stream": False}),
     ("POST", "api/conversations/<uuid:conversation_id>/regenerate/", {"stream": True}),
+    ("PUT", "api/conversations/<uuid:conversation_id>/branch/", {"message": str(uuid.UUID(int=1))}),
+    ("GET", "api/conversations/<uuid:conversation_id>/export/", None),
+    ("POST", "api/conversations/<uuid:conversation_id>/share/", {}),
+    ("DELETE", "api/conversations/<uuid:conversation_id>/share/", None),
 ]
+# Routes taking the id of one of the owner's messages or files: another user gets exactly what an
+# unknown id gets.
+OTHER_ID_CALLS = [
+    ("PUT", "api/messages/<uuid:message_id>/feedback/", {"rating": "down"}),
+    ("DELETE", "api/messages/<uuid:message_id>/feedback/", None),
+    ("POST", "api/messages/<uuid:message_id>/stop/", {"shown": 0}),
+    ("GET", "api/files/<uuid:file_id>/", None),
+    ("DELETE", "api/files/<uuid:file_id>/", None),
+]
+# A shared conversation's page is named by a secret token, not an id: tests/conversations/
+# test_share.py checks that an unknown or revoked token is the same 404.
+TOKEN_ROUTES = {"s/<str:token>/"}
 PAGE_CALLS = [("GET", "c/<uuid:conversation_id>/", None)]
 ADMIN_CALLS = [
     ("GET", "admin/conversations/conversation/{id}/change/"),
@@ -82,7 +98,9 @@ def test_the_matrix_covers_every_route_that_takes_an_id():
         for route in _routes(get_resolver().url_patterns)
         if "<" in route and not route.startswith("admin/")
     }
-    assert with_ids == {route for _, route, _ in API_CALLS + PAGE_CALLS}
+    assert with_ids == {route for _, route, _ in API_CALLS + PAGE_CALLS + OTHER_ID_CALLS} | (
+        TOKEN_ROUTES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +184,43 @@ def test_search_never_finds_another_users_conversations(owner, intruder):
     assert found["count"] == 0
     assert found["results"] == []
     assert intruder.get("/api/conversations/").json()["count"] == 0
+
+
+@pytest.fixture(scope="module")
+def owners_ids(owner: tuple[LiveApi, str]) -> dict[str, str]:
+    """The id of one of the owner's replies and of one of their files."""
+    alice, conversation_id = owner
+    reply = [m for m in alice.messages(conversation_id) if m["role"] == "assistant"][0]
+    upload = alice.session.post(
+        f"{alice.base_url}/api/files/",
+        files={"file": ("notes.txt", f"the secret is {SECRET_WORD}".encode(), "text/plain")},
+        timeout=60,
+    )
+    assert upload.status_code == 201, upload.text
+    return {"message_id": reply["id"], "file_id": upload.json()["id"]}
+
+
+@pytest.mark.parametrize(("method", "route", "payload"), OTHER_ID_CALLS, ids=_ids(OTHER_ID_CALLS))
+def test_another_users_message_or_file_answers_404_and_nothing_changes(
+    guarded, owner, owners_ids, intruder: LiveApi, method, route, payload
+):
+    before = _snapshot(guarded, owner)
+    name = "message_id" if "message_id" in route else "file_id"
+    path = route.replace(f"<uuid:{name}>", owners_ids[name])
+    unknown_path = route.replace(f"<uuid:{name}>", str(uuid.uuid4()))
+
+    foreign = intruder.session.request(method, f"{guarded.url}/{path}", json=payload, timeout=30)
+    unknown = intruder.session.request(
+        method, f"{guarded.url}/{unknown_path}", json=payload, timeout=30
+    )
+
+    assert foreign.status_code == unknown.status_code == 404, foreign.text
+    assert foreign.json() == unknown.json()
+    assert foreign.json()["code"] == "not_found"
+    assert SECRET_WORD not in foreign.text
+    assert _snapshot(guarded, owner) == before
+    owner_api, _ = owner
+    assert owner_api.get(f"/api/files/{owners_ids['file_id']}/").status_code == 200
 
 
 @pytest.mark.parametrize(("method", "route", "payload"), API_CALLS, ids=_ids(API_CALLS))
