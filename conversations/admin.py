@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import UserAdmin as AccountsUserAdmin
 from accounts.models import User
+from attachments.models import AttachmentUse
 from audit import trail
 from audit.admin import AuditedAdmin
 from chatsite.errors import AppError
@@ -168,6 +169,18 @@ def transcript_context(
             else:
                 whole.append(annotation)
     highlight = str(highlight_message) if highlight_message else ""
+    # The files each message was sent with (docs/attachments.md): one query.
+    files: dict[Any, list[dict[str, Any]]] = {}
+    for use in AttachmentUse.objects.filter(message_id__in=ids).select_related("attachment"):
+        files.setdefault(use.message_id, []).append(
+            {
+                "name": use.attachment.name,
+                "kind": use.attachment.get_kind_display(),
+                "size": use.attachment.size,
+                "pages": use.pages,
+                "tokens": use.token_estimate,
+            }
+        )
     return {
         "conversation": conversation,
         "annotations": whole,
@@ -180,6 +193,7 @@ def transcript_context(
                 "feedback": _feedback(m, reasons),
                 "annotations": by_message[m.pk],
                 "references": _references(m),
+                "files": files.get(m.pk, []),
                 "highlight": str(m.pk) == highlight,
             }
             for m in messages

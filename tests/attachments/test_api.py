@@ -427,3 +427,16 @@ def test_purging_a_conversation_purges_its_files(
 
     assert not Attachment.objects.filter(pk=file_id).exists()
     assert stored_files(storage_root) == []
+
+
+def test_the_admin_transcript_shows_the_files_sent(api, spark, conversation, client):
+    file_id = upload(api, "报告.docx", docx_bytes()).json()["id"]
+    send(api, conversation, f"read it {REPLY}", attachments=[file_id])
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    page = client.get(f"/admin/conversations/conversation/{conversation.pk}/change/")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "报告.docx" in html
+    assert "Files sent with this message" in html
