@@ -234,9 +234,9 @@ def choose(*, owner_id: Any, conversation_id: Any, items: Iterable[dict[str, Any
     return chosen
 
 
-def link(*, message_id: Any, conversation_id: Any, chosen: Sequence[Chosen]) -> None:
+def link(*, message_id: Any, conversation_id: Any, chosen: Sequence[Chosen]) -> list[AttachmentUse]:
     """Record the files a message was sent with (inside the turn's transaction)."""
-    AttachmentUse.objects.bulk_create(
+    uses = AttachmentUse.objects.bulk_create(
         AttachmentUse(
             attachment=c.attachment,
             message_id=message_id,
@@ -249,6 +249,7 @@ def link(*, message_id: Any, conversation_id: Any, chosen: Sequence[Chosen]) -> 
     Attachment.objects.filter(
         pk__in=[c.attachment.pk for c in chosen], conversation__isnull=True
     ).update(conversation_id=conversation_id)
+    return uses
 
 
 def file_block(name: str, kind: str, pages: str, text: str) -> str:

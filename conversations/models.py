@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
@@ -254,6 +255,24 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.seq}"
+
+    @property
+    def sent_attachments(self) -> list[dict[str, Any]]:
+        """The files a user message was sent with (docs/attachments.md), when the listing loaded
+        them (``prefetch_related("attachment_uses__attachment")``) or the turn just attached them
+        (``sent_files``); [] otherwise, never a query per message."""
+        cache = getattr(self, "_prefetched_objects_cache", {})
+        uses = cache.get("attachment_uses", getattr(self, "sent_files", ()))
+        return [
+            {
+                "id": str(use.attachment.pk),
+                "name": use.attachment.name,
+                "kind": use.attachment.kind,
+                "size": use.attachment.size,
+                "pages": use.pages,
+            }
+            for use in uses
+        ]
 
     @property
     def active(self) -> bool:

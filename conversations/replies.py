@@ -792,7 +792,7 @@ def _save_turn(
         # Both rows in one INSERT: one round trip fewer inside the write lock.
         Message.objects.bulk_create([m for m in (user_message, assistant) if m is not None])
         if files and user_message is not None:
-            attachments.link(
+            user_message.sent_files = attachments.link(  # type: ignore[attr-defined]
                 message_id=user_message.pk, conversation_id=conversation.pk, chosen=files
             )
         if branching:

@@ -18,6 +18,7 @@ from django.db.models import (
     IntegerField,
     Max,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -177,7 +178,16 @@ def message_list(
     """
     # Each message's feedback comes in the same query (a LEFT JOIN on a unique key), so building
     # the message objects (shapes.message_data) costs no query per message.
-    messages = Message.objects.filter(conversation=conversation).select_related("feedback")
+    messages = (
+        Message.objects.filter(conversation=conversation)
+        .select_related("feedback")
+        .prefetch_related(
+            Prefetch(
+                "attachment_uses",
+                queryset=AttachmentUse.objects.select_related("attachment").order_by("position"),
+            )
+        )
+    )
     if not every_branch:  # the active branch (conversations/branches.py)
         messages = messages.filter(replaced=False)
     if offset:

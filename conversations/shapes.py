@@ -39,6 +39,7 @@ MESSAGE_FIELDS = (
     "parent",
     "siblings",
     "active",
+    "attachments",
 )
 
 # The columns a reply's one final write sets (docs/architecture.md, "The reply flow", step 4).
@@ -66,7 +67,7 @@ REPLY_OUTCOME_COLUMNS = (
 # The log line carries identifiers and figures, never what people wrote.
 # (The feedback holds the user's comment.)
 _NOT_LOGGED = frozenset(
-    {"content", "reasoning", "references", "error_detail", "feedback", "siblings"}
+    {"content", "reasoning", "references", "error_detail", "feedback", "siblings", "attachments"}
 )
 
 
@@ -113,6 +114,7 @@ def message_data(message: Message) -> dict[str, Any]:
         "parent": None if message.parent_id is None else str(message.parent_id),
         "siblings": _siblings(message),
         "active": not message.replaced,
+        "attachments": message.sent_attachments,
     }
 
 

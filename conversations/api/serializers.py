@@ -223,6 +223,14 @@ class FeedbackReasonSerializer(serializers.Serializer):
     )
 
 
+class SentFileSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+    pages = serializers.CharField(help_text="The page range sent, or empty for all of it")
+
+
 class MessageOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     conversation = serializers.UUIDField(source="conversation_id")
@@ -255,6 +263,11 @@ class MessageOutputSerializer(serializers.Serializer):
         help_text="This message and its siblings (edits, regenerations) in order, in listings",
     )
     active = serializers.BooleanField(help_text="On the active branch")
+    attachments = serializers.ListField(
+        source="sent_attachments",
+        child=SentFileSerializer(),
+        help_text="The files a user message was sent with (POST /api/files/)",
+    )
     feedback = FeedbackOutputSerializer(
         allow_null=True,
         help_text="The user's rating of a reply (PUT /api/messages/{id}/feedback/); null: none",

@@ -440,3 +440,15 @@ def test_the_admin_transcript_shows_the_files_sent(api, spark, conversation, cli
     html = page.content.decode()
     assert "报告.docx" in html
     assert "Files sent with this message" in html
+
+
+def test_message_objects_list_their_files(api, spark, conversation):
+    file_id = upload(api, "notes.txt", b"a note").json()["id"]
+
+    sent = send(api, conversation, f"see {REPLY}", attachments=[{"id": file_id}]).json()
+    listed = api.get(f"/api/conversations/{conversation.pk}/messages/").json()["results"]
+
+    expected = [{"id": file_id, "name": "notes.txt", "kind": "text", "size": 6, "pages": ""}]
+    assert sent["user_message"]["attachments"] == expected
+    assert listed[0]["attachments"] == expected
+    assert listed[1]["attachments"] == []
