@@ -24,7 +24,7 @@ def test_a_send_over_the_daily_limit_says_so_and_keeps_the_message(open_page, sp
     box = page.get_by_label("Message", exact=True)
     box.fill("first [[reply:the only reply today]]")
     box.press("Enter")
-    expect(page.get_by_text("the only reply today")).to_be_visible()
+    expect(page.get_by_text("the only reply today", exact=True)).to_be_visible()
 
     box.fill("second")
     box.press("Enter")
