@@ -30,6 +30,7 @@ BENCHMARKS = [
     "quota_hold",
     "export",
     "extract",
+    "attachment_send",
 ]
 
 
