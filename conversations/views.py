@@ -146,6 +146,31 @@ def js_strings() -> dict[str, str]:
         "link_copied": _("Link copied."),
         # settings panel
         "theme_saved": _("Theme changed."),
+        # attached files (static/js/attachments.js)
+        "attach_files": _("Attach files"),
+        "attached_files": _("Attached files"),
+        "remove_file": _("Remove %(name)s"),
+        "file_uploading": _("Uploading…"),
+        "file_pages": _("%(count)s pages"),
+        "file_tokens": _("about %(tokens)s tokens"),
+        "file_refused": _("Not attached: %(reason)s"),
+        "file_pages_label": _("Pages of %(name)s to send"),
+        "file_pages_placeholder": _("pages, e.g. 1-12"),
+        "file_pages_hint": _("Leave empty to send every page."),
+        "file_page_range": _("pages %(pages)s"),
+        "files_uploading": _("Wait until the files have uploaded."),
+        "files_too_long": _(
+            "The files are about %(tokens)s tokens; this model takes %(limit)s "
+            "(%(over)s too many)."
+        ),
+        "switch_model": _("Switch to %(model)s"),
+        "files_page_range_hint": _(
+            "Or give a page range on the file's chip (e.g. 1-12) to send fewer pages."
+        ),
+        "files_shorter_hint": _("Or attach a shorter file."),
+        "size_bytes": _("%(size)s B"),
+        "size_kb": _("%(size)s KB"),
+        "size_mb": _("%(size)s MB"),
     }
 
 

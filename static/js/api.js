@@ -84,6 +84,19 @@ export async function request(path, { method = "GET", body, signal } = {}) {
   return response.json();
 }
 
+// A multipart upload (the browser sets the Content-Type with its boundary).
+async function upload(path, form) {
+  const init = {
+    method: "POST",
+    headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+    body: form,
+    credentials: "same-origin",
+  };
+  const response = await send(path, init);
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
+
 // POST that answers with text/event-stream; errors raised before the stream starts come as JSON.
 export async function openStream(path, body, signal) {
   const response = await send(path, requestInit("POST", body, signal, "text/event-stream"));
@@ -110,12 +123,13 @@ export const api = {
     request(`${base}/conversations/${id}/messages/?latest=true&limit=${limit}`),
   page: (url) => request(localPath(url)),
   // parent: the reply this message answers, or the user message it replaces (an edit).
-  sendMessage: (id, content, signal, parent = null) =>
-    openStream(
-      `${base}/conversations/${id}/messages/`,
-      parent ? { content, stream: true, parent } : { content, stream: true },
-      signal,
-    ),
+  // attachments: file ids, or {id, pages} (static/js/attachments.js).
+  sendMessage: (id, content, signal, parent = null, attachments = null) => {
+    const body = { content, stream: true };
+    if (parent) body.parent = parent;
+    if (attachments?.length) body.attachments = attachments;
+    return openStream(`${base}/conversations/${id}/messages/`, body, signal);
+  },
   // parent: the reply to answer again (default: the last).
   regenerate: (id, signal, parent = null) =>
     openStream(`${base}/conversations/${id}/regenerate/`, parent ? { stream: true, parent } : { stream: true }, signal),
@@ -128,4 +142,10 @@ export const api = {
   exportUrl: (id, format) => `${base}/conversations/${id}/export/?format=${encodeURIComponent(format)}`,
   share: (id) => request(`${base}/conversations/${id}/share/`, { method: "POST" }),
   unshare: (id) => request(`${base}/conversations/${id}/share/`, { method: "DELETE" }),
+  uploadFile: (file) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    return upload(`${base}/files/`, form);
+  },
+  deleteFile: (id) => request(`${base}/files/${id}/`, { method: "DELETE" }),
 };

@@ -1,6 +1,7 @@
 // The chat page: wires the sidebar, the conversation view, the composer and the reply streams.
 
 import { ApiError, api, setCsrfFallback } from "./api.js";
+import { Attachments, openWithFiles } from "./attachments.js";
 import { ExportMenu } from "./export-menu.js";
 import { forgetConversation, forgetUnsent, readDraft, rememberUnsent, unsentList, writeDraft } from "./drafts.js";
 import { History } from "./history.js";
@@ -212,8 +213,9 @@ function appendToView(id, ...elements) {
   showEmptyState();
 }
 
-// parent: the user message this one replaces (an edit makes a new version of it).
-async function enqueue(content, existing = null, { parent = null } = {}) {
+// parent: the user message this one replaces (an edit makes a new version of it); files: its
+// attachments (attachments.js).
+async function enqueue(content, existing = null, { parent = null, files = [] } = {}) {
   let id = currentId();
   if (!id) {
     try {
@@ -222,15 +224,16 @@ async function enqueue(content, existing = null, { parent = null } = {}) {
       input.value = input.value || content;
       autosize();
       saveDraft();
+      attachments.refused(files, error);
       showComposerError(errorText(error));
       return;
     }
   }
   const session = sessionFor(id);
-  const view = existing || new UserView(content);
+  const view = existing || new UserView(content, null, files);
   if (existing) forgetUnsent(id, existing);
   view.setState(session.busy ? "queued" : "sending");
-  session.queue.push({ type: "send", content, user: view, parent });
+  session.queue.push({ type: "send", content, user: view, parent, files });
   appendToView(id, view.el);
   if (id === currentId()) scrollToBottom();
   pump(session);
@@ -284,11 +287,12 @@ async function run(session, job) {
     pump(session);
   };
   try {
-    const response = await openReply(session, job, controller.signal);
+    const response = await (job.files?.length ? openWithFiles : openReply)(session, job, controller.signal);
     for await (const { event, data } of readEvents(response)) {
       if (event === "start") {
         started = true;
         if (data.user_message) job.user?.saved(data.user_message);
+        attachments.accepted(job.files);
         assistant.started(data.assistant_message);
         refreshConversation(session.id);
       } else if (event === "reasoning") {
@@ -320,6 +324,15 @@ async function run(session, job) {
       }
     } else if (finished) {
       // The reply was complete; only the title was lost.
+    } else if (!started && job.files?.length) {
+      // Refused with files: the text and the chips go back to the composer, nothing is lost.
+      assistant.el.remove();
+      job.user.el.remove();
+      showEmptyState();
+      input.value = input.value ? `${job.content}\n\n${input.value}` : job.content;
+      autosize();
+      saveDraft();
+      if (!attachments.refused(job.files, error)) showComposerError(errorText(error));
     } else if (!started && job.type === "send") {
       // Nothing was saved: the message stays on screen (and across reloads) with Retry.
       assistant.el.remove();
@@ -1068,15 +1081,21 @@ composer.addEventListener("submit", (event) => {
     showComposerError(t("no_model"));
     return;
   }
+  if (attachments.uploading()) {
+    showComposerError(t("files_uploading"));
+    return;
+  }
   clearComposerError();
   input.value = "";
   clearTimeout(draftTimer);
   saveDraft();
   autosize();
   updateCount();
-  enqueue(content).catch(reportError);
+  enqueue(content, null, { files: attachments.take() }).catch(reportError);
   input.focus();
 });
+
+const attachments = new Attachments({ composer, input, dropZone: document.querySelector("main.main"), modelSelect });
 
 stopButton.addEventListener("click", () => {
   stop();

@@ -1,6 +1,7 @@
 // Message bubbles: user messages as plain text, assistant replies as sanitised Markdown, with the
 // model's reasoning (when it thinks before answering) and the web pages it cited.
 
+import { fileChips } from "./attachments.js";
 import { FeedbackControl } from "./feedback.js";
 import { formatNumber, formatSeconds, language, t } from "./i18n.js";
 import { highlightWithin, renderMarkdown } from "./render.js";
@@ -102,15 +103,17 @@ export function setModelLabels(map) {
 }
 
 export class UserView {
-  constructor(content, message = null) {
+  // files: what this page sent it with; a saved message lists its own (message.attachments).
+  constructor(content, message = null, files = null) {
     this.content = content;
     this.message = message;
     this.el = make("li", "msg msg--user");
     this.el.append(make("h3", "visually-hidden", t("you_said")));
     const bubble = make("div", "msg__bubble");
+    this.files = fileChips(files?.length ? files : message?.attachments);
     // Plain text, never parsed: whatever the user typed is shown exactly as typed.
     this.text = make("div", "msg__text", content);
-    bubble.append(this.text);
+    bubble.append(this.files, this.text);
     this.state = make("p", "msg__state");
     this.state.hidden = true;
     const foot = make("div", "msg__foot");
@@ -132,6 +135,11 @@ export class UserView {
     this.message = { ...message, siblings: message.siblings ?? this.message?.siblings ?? null };
     this.el.dataset.id = message.id;
     this.el.dataset.seq = message.seq;
+    if (message.attachments?.length) {
+      const files = fileChips(message.attachments);
+      this.files.replaceWith(files);
+      this.files = files;
+    }
     stampTime(this.bubble, message);
     showVersions(this.versions, this.message);
     this.setState("");
