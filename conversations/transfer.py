@@ -39,7 +39,7 @@ from governance import policy as policies
 
 from . import catalog
 from .models import Conversation, Message, Share
-from .shapes import timestamp
+from .shapes import conversation_data, timestamp
 
 FORMAT = "chatsite.conversation"
 VERSION = 1
@@ -72,19 +72,8 @@ def export_data(conversation: Conversation) -> dict[str, Any]:
         "format": FORMAT,
         "version": VERSION,
         "exported_at": timestamp(timezone.now()),
-        "conversation": {
-            "id": str(conversation.id),
-            "title": conversation.title,
-            "model": conversation.model,
-            "system_prompt": conversation.system_prompt,
-            "temperature": conversation.temperature,
-            "max_tokens": conversation.max_tokens,
-            "reasoning": conversation.reasoning,
-            "web_search": conversation.web_search,
-            "pinned": conversation.pinned,
-            "created_at": timestamp(conversation.created_at),
-            "updated_at": timestamp(conversation.updated_at),
-        },
+        # The API's conversation object (shapes.py), so the two never drift apart.
+        "conversation": conversation_data(conversation),
         "messages": [
             {
                 "id": str(m.id),
