@@ -360,6 +360,8 @@ ATTACHMENTS_PER_MESSAGE = env.int("ATTACHMENTS_PER_MESSAGE", default=5)
 ATTACHMENT_MAX_PAGES = env.int("ATTACHMENT_MAX_PAGES", default=500)
 ATTACHMENT_EXTRACT_TIMEOUT_SECONDS = env.float("ATTACHMENT_EXTRACT_TIMEOUT_SECONDS", default=30)
 ATTACHMENT_EXTRACT_MEMORY_MB = env.int("ATTACHMENT_EXTRACT_MEMORY_MB", default=768)
+# Days an uploaded file never sent is kept before `manage.py purge_deleted` removes it.
+ATTACHMENT_UNSENT_DAYS = env.int("ATTACHMENT_UNSENT_DAYS", default=7)
 
 # Review (docs/review.md): days a conversation its owner deleted is kept for review before
 # `manage.py purge_deleted` removes it; minutes a reviewer's claim on a queue item lasts; seconds

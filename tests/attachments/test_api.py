@@ -452,3 +452,20 @@ def test_message_objects_list_their_files(api, spark, conversation):
     assert sent["user_message"]["attachments"] == expected
     assert listed[0]["attachments"] == expected
     assert listed[1]["attachments"] == []
+
+
+def test_a_file_never_sent_is_removed_after_its_days(
+    api, settings, storage_root, django_capture_on_commit_callbacks
+):
+    settings.ATTACHMENT_UNSENT_DAYS = 7
+    old = upload(api, "old.txt", b"forgotten").json()["id"]
+    fresh = upload(api, "fresh.txt", b"just now").json()["id"]
+    Attachment.objects.filter(pk=old).update(created_at=timezone.now() - timedelta(days=8))
+    out = io.StringIO()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_deleted", stdout=out)
+
+    assert "1 file(s) never sent in 7 days removed" in out.getvalue()
+    assert [str(pk) for pk in Attachment.objects.values_list("pk", flat=True)] == [fresh]
+    assert len(stored_files(storage_root)) == 1

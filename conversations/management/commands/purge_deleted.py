@@ -1,9 +1,12 @@
 from argparse import ArgumentParser
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
+from attachments.models import Attachment
 from conversations.models import Conversation
 from conversations.services import purge_deleted
 
@@ -22,10 +25,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, dry_run: bool = False, **options: Any) -> None:
         days = settings.DELETED_RETENTION_DAYS
         if dry_run:
-            from datetime import timedelta
-
-            from django.utils import timezone
-
             due = Conversation.objects.filter(
                 deleted_at__lt=timezone.now() - timedelta(days=days), legal_hold=False
             ).count()
@@ -37,3 +36,14 @@ class Command(BaseCommand):
             f"{conversations} conversation(s) and {messages} message(s) purged "
             f"(deleted over {days} days ago); {held} deleted conversation(s) under legal hold kept"
         )
+        # Files uploaded and never sent (docs/attachments.md): their owner moved on.
+        unsent_days = settings.ATTACHMENT_UNSENT_DAYS
+        unsent = Attachment.objects.filter(
+            conversation__isnull=True,
+            created_at__lt=timezone.now() - timedelta(days=unsent_days),
+        )
+        removed = 0
+        for attachment in unsent.iterator(chunk_size=200):
+            attachment.delete()  # its files leave storage with it
+            removed += 1
+        self.stdout.write(f"{removed} file(s) never sent in {unsent_days} days removed")
