@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
+    prefetch_related_objects,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -178,21 +180,18 @@ def message_list(
     """
     # Each message's feedback comes in the same query (a LEFT JOIN on a unique key), so building
     # the message objects (shapes.message_data) costs no query per message.
+    # Whether each message was sent with files rides along (an EXISTS); only a page holding such
+    # messages pays a query for them (below), so a page without files stays one query.
     messages = (
         Message.objects.filter(conversation=conversation)
         .select_related("feedback")
-        .prefetch_related(
-            Prefetch(
-                "attachment_uses",
-                queryset=AttachmentUse.objects.select_related("attachment").order_by("position"),
-            )
-        )
+        .annotate(has_files=Exists(AttachmentUse.objects.filter(message_id=OuterRef("pk"))))
     )
     if not every_branch:  # the active branch (conversations/branches.py)
         messages = messages.filter(replaced=False)
     if offset:
         page = list(messages.order_by("seq")[offset : offset + limit + 1])
-        return page[:limit], len(page) > limit
+        return _with_files(page[:limit]), len(page) > limit
     if after is not None:
         messages = messages.filter(seq__gt=after)
     if before is not None:
@@ -200,9 +199,23 @@ def message_list(
     if before is not None or latest:
         page = list(messages.order_by("-seq")[: limit + 1])
         more = len(page) > limit
-        return list(reversed(page[:limit])), more
+        return _with_files(list(reversed(page[:limit]))), more
     page = list(messages.order_by("seq")[: limit + 1])
-    return page[:limit], len(page) > limit
+    return _with_files(page[:limit]), len(page) > limit
+
+
+def _with_files(page: Sequence[Message]) -> list[Message]:
+    """Load the files of the page's messages that were sent with some (one query, if any)."""
+    sent = [m for m in page if getattr(m, "has_files", False)]
+    if sent:
+        prefetch_related_objects(
+            sent,
+            Prefetch(
+                "attachment_uses",
+                queryset=AttachmentUse.objects.select_related("attachment").order_by("position"),
+            ),
+        )
+    return list(page)
 
 
 def feedback_message_get(*, user_id: Any, message_id: UUID | str) -> Message:

@@ -210,6 +210,19 @@ INVALID_PARENT = {
 }
 
 
+# Refusals of a message's files (replies._checked_files, attachments.services.choose): the files'
+# state and the model's window, which no schema can state (docs/attachments.md).
+ATTACHMENT_REFUSALS = {
+    "too_many_attachments": "More files than ATTACHMENTS_PER_MESSAGE.",
+    "attachment_elsewhere": "A file was sent in another conversation; upload it again here.",
+    "model_cannot_see_images": "Images sent to a model without vision.",
+    "attachments_too_long": (
+        "The files and message do not fit the model's context window; `over_by` says by how "
+        "much and `models` which models would take them."
+    ),
+    "invalid_pages": "A page range outside the file, or not like 1-12,15.",
+}
+
 NOT_A_REPLY_TO_REGENERATE = {
     "not_a_reply": "parent names a user message: only a reply can be regenerated.",
 }
@@ -223,7 +236,7 @@ class MessageListApi(APIView):
     # Parameters that exclude each other, which OpenAPI cannot state (chatsite/api/schema.py).
     error_codes = {
         "GET": {400: {"conflicting_parameters": PAGE_WITH_CURSOR}},
-        "POST": {400: INVALID_PARENT},
+        "POST": {400: {**INVALID_PARENT, **ATTACHMENT_REFUSALS}},
     }
 
     @extend_schema(
