@@ -151,6 +151,7 @@ def js_strings() -> dict[str, str]:
         "attached_files": _("Attached files"),
         "remove_file": _("Remove %(name)s"),
         "file_uploading": _("Uploading…"),
+        "file_one_page": _("1 page"),
         "file_pages": _("%(count)s pages"),
         "file_tokens": _("about %(tokens)s tokens"),
         "file_refused": _("Not attached: %(reason)s"),
@@ -160,8 +161,7 @@ def js_strings() -> dict[str, str]:
         "file_page_range": _("pages %(pages)s"),
         "files_uploading": _("Wait until the files have uploaded."),
         "files_too_long": _(
-            "The files are about %(tokens)s tokens; this model takes %(limit)s "
-            "(%(over)s too many)."
+            "The files are about %(tokens)s tokens; this model takes %(limit)s (%(over)s too many)."
         ),
         "switch_model": _("Switch to %(model)s"),
         "files_page_range_hint": _(

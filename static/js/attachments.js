@@ -119,9 +119,11 @@ class Chip {
     this.setState("ready");
     const extraction = data.extraction || {};
     const parts = ["✓"];
-    if (extraction.pages) parts.push(t("file_pages", { count: formatNumber(extraction.pages) }));
+    const paged = PAGED.has(data.kind) && extraction.pages;
+    if (paged === 1) parts.push(t("file_one_page"));
+    else if (paged) parts.push(t("file_pages", { count: formatNumber(extraction.pages) }));
     if (data.kind !== "image") parts.push(t("file_tokens", { tokens: formatNumber(extraction.token_estimate || 0) }));
-    this.status.textContent = parts.join(" ");
+    this.status.textContent = parts.length > 2 ? `${parts[0]} ${parts.slice(1).join(" · ")}` : parts.join(" ");
     if (PAGED.has(data.kind)) {
       const label = make("label", "att-chip__pages");
       label.append(make("span", "visually-hidden", t("file_pages_label", { name: data.name })));
@@ -334,7 +336,8 @@ export class Attachments {
       button.addEventListener("click", () => this.switchModel(id));
       buttons.append(button);
     }
-    const paged = (data.files || []).some((file) => file.pages);
+    const kinds = new Map(this.chips.filter((chip) => chip.data).map((chip) => [chip.data.id, chip.data.kind]));
+    const paged = (data.files || []).some((file) => PAGED.has(kinds.get(file.id)));
     const hint = make("p", "att-notice__hint", paged ? t("files_page_range_hint") : t("files_shorter_hint"));
     this.notice.replaceChildren(text, ...(buttons.children.length ? [buttons] : []), hint);
     this.notice.hidden = false;
