@@ -79,7 +79,9 @@ def file_block(content: str) -> str:
 
 
 @pytest.mark.skipif(not os.path.exists(FONT), reason=f"no Chinese font at {FONT} for the PDF")
-def test_drop_a_chinese_pdf_and_ask_about_its_table(open_page, spark, user, screenshot_dir, tmp_path):
+def test_drop_a_chinese_pdf_and_ask_about_its_table(
+    open_page, spark, user, screenshot_dir, tmp_path
+):
     b = open_page(user=user)
     page = b.page
     page.goto(b.url("/"))
@@ -107,7 +109,8 @@ def test_drop_a_chinese_pdf_and_ask_about_its_table(open_page, spark, user, scre
     block = file_block(content)
     assert 'name="销售报告.pdf"' in block
     assert SENTENCE in block
-    assert "第一季度" in block and "一百二十万" in block
+    assert "第一季度" in block
+    assert "一百二十万" in block
     assert "第一季度销售额是多少？" in content
     attachment = Attachment.objects.get()
     assert attachment.conversation_id is not None
@@ -158,7 +161,8 @@ def test_attach_a_text_file_with_the_keyboard_and_remove_another(open_page, spar
     )
     expect(page.locator("li.msg--user .msg__files")).to_have_text("notes.txt")
     block = file_block(spark.requests[-1]["json"]["messages"][-1]["content"])
-    assert "Thursday at ten" in block and "spare" not in block
+    assert "Thursday at ten" in block
+    assert "spare" not in block
     b.watch.assert_clean()
 
 
@@ -214,7 +218,9 @@ def test_a_file_too_long_for_the_model_offers_one_that_takes_it(
     page.screenshot(path=str(screenshot_dir / "attachments-too-long.png"))
 
     with page.expect_response(
-        lambda response: response.request.method == "PATCH" and "/api/conversations/" in response.url
+        lambda response: (
+            response.request.method == "PATCH" and "/api/conversations/" in response.url
+        )
     ):
         switch.click()
     expect(page.locator("#model-select")).to_have_value("pro-128k")
@@ -222,9 +228,7 @@ def test_a_file_too_long_for_the_model_offers_one_that_takes_it(
     assert Conversation.objects.get().model == "pro-128k"
 
     page.locator("#composer-input").press("Enter")
-    expect(page.locator("li.msg--assistant").last.locator(".msg__body")).to_have_text(
-        "All summed."
-    )
+    expect(page.locator("li.msg--assistant").last.locator(".msg__body")).to_have_text("All summed.")
     expect(page.locator("li.msg--user .msg__files")).to_have_text("ledger.txt")
     assert "figure996" in file_block(spark.requests[-1]["json"]["messages"][-1]["content"])
     expect(page.locator(".att-chip")).to_have_count(0)
