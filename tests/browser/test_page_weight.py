@@ -16,9 +16,11 @@ from .conftest import ARTIFACTS
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # First load without code in the conversation: highlight.js is fetched only when needed.
-# Raised from 200 000 / 64 000 with issue 12 (versions, edit, groups, pins, export, settings).
-BUDGET_UNCOMPRESSED = 240_000
-BUDGET_GZIP = 72_000
+# Raised from 200 000 / 64 000 with issue 12 (versions, edit, groups, pins, export, settings);
+# then by 18 000 / 6 000 for attached files (attachments.js and .css: 16 200 / 5 200, and their
+# wiring in api.js, chat.js, messages.js).
+BUDGET_UNCOMPRESSED = 258_000
+BUDGET_GZIP = 78_000
 
 
 def test_first_load_weight_and_lazy_highlighter(open_page, spark, user):
