@@ -48,7 +48,7 @@ export function fileChips(files) {
     const item = make("li", "att-sent", file.name);
     item.dataset.kind = file.kind || "";
     if (file.pages) item.append(make("span", "att-sent__pages", t("file_page_range", { pages: file.pages })));
-    if (file.size) item.title = formatSize(file.size);
+    if (file.size) item.title = `${file.name} (${formatSize(file.size)})`;
     list.append(item);
   }
   list.hidden = !list.children.length;

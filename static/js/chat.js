@@ -346,6 +346,8 @@ async function run(session, job) {
       assistant.fail(null, errorText(error));
     }
   } finally {
+    // Files of a message that never started (stopped while sending) are free to send again.
+    if (!started) attachments.refused(job.files);
     release();
   }
 }
@@ -633,6 +635,7 @@ list.addEventListener("click", (event) => {
     input.focus();
   } else if (action === "cancel") {
     const session = state.sessions.get(currentId());
+    attachments.refused(session?.queue.find((job) => job.user === view)?.files);
     if (session) session.queue = session.queue.filter((job) => job.user !== view);
     view.el.remove();
     showEmptyState();

@@ -91,7 +91,9 @@ def test_drop_a_chinese_pdf_and_ask_about_its_table(
     pdf = chip(page, "销售报告.pdf")
     expect(pdf).to_have_attribute("data-state", "ready")
     expect(pdf.locator(".att-chip__status")).to_contain_text("✓ 1 page · about")
-    expect(pdf.get_by_label("Pages of 销售报告.pdf to send")).to_be_visible()
+    pages = pdf.get_by_label("Pages of 销售报告.pdf to send")
+    expect(pages).to_be_visible()
+    pages.fill("1")
     expect(pdf.get_by_role("button", name="Remove 销售报告.pdf")).to_be_visible()
     page.screenshot(path=str(screenshot_dir / "attachments-chips.png"))
 
@@ -99,7 +101,7 @@ def test_drop_a_chinese_pdf_and_ask_about_its_table(
     reply = page.locator("li.msg--assistant").last
     expect(reply.locator(".msg__body")).to_have_text("一百二十万")
     mine = page.locator("li.msg--user").last
-    expect(mine.get_by_role("list", name="Attached files")).to_have_text("销售报告.pdf")
+    expect(mine.get_by_role("list", name="Attached files")).to_have_text("销售报告.pdfpages 1")
     expect(mine.locator(".msg__text")).to_have_text("第一季度销售额是多少？ [[reply:一百二十万]]")
     # Accepted: the chip left the composer.
     expect(page.locator(".att-chip")).to_have_count(0)
@@ -108,12 +110,18 @@ def test_drop_a_chinese_pdf_and_ask_about_its_table(
     content = spark.requests[-1]["json"]["messages"][-1]["content"]
     block = file_block(content)
     assert 'name="销售报告.pdf"' in block
+    assert 'pages="1"' in block
     assert SENTENCE in block
     assert "第一季度" in block
     assert "一百二十万" in block
     assert "第一季度销售额是多少？" in content
     attachment = Attachment.objects.get()
     assert attachment.conversation_id is not None
+
+    # After a reload the message lists its file (message.attachments), with the page range.
+    page.reload()
+    files = page.locator("li.msg--user").last.get_by_role("list", name="Attached files")
+    expect(files).to_have_text("销售报告.pdfpages 1")
     b.watch.assert_clean()
 
 
@@ -256,5 +264,53 @@ def test_attachments_in_chinese(open_page, spark, user):
     # The refused file stays in the composer, to be removed.
     expect(page.locator("#composer").get_by_role("list", name="已添加的文件")).to_have_text(
         re.compile("照片.pdf")
+    )
+    b.watch.assert_clean()
+
+
+def paste(page, name: str, data: bytes, mime: str) -> None:
+    page.evaluate(
+        """([name, bytes, mime]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], name, { type: mime }));
+            const event = new ClipboardEvent("paste", {
+                clipboardData: transfer, bubbles: true, cancelable: true,
+            });
+            document.getElementById("composer-input").dispatchEvent(event);
+        }""",
+        [name, list(data), mime],
+    )
+
+
+def test_a_pasted_image_to_a_model_without_vision_keeps_the_chip(open_page, spark, user, tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "chart.png"
+    Image.new("RGB", (64, 48), "steelblue").save(picture)
+    b = open_page(user=user)
+    b.watch.allow_http_errors = True  # the refusal is a 400, by design
+    page = b.page
+    page.goto(b.url("/"))
+    expect(page.locator("#model-select")).to_be_enabled()
+    paste(page, "chart.png", picture.read_bytes(), "image/png")
+    image = chip(page, "chart.png")
+    expect(image).to_have_attribute("data-state", "ready")
+    expect(image.locator(".att-chip__status")).to_have_text("✓")
+
+    question = "What does the chart show? [[reply:A blue square.]]"
+    send(page, question)
+    error = page.locator("#composer-error")
+    expect(error).to_contain_text("cannot see images (chart.png)")
+    expect(image).to_have_attribute("data-state", "ready")
+    expect(page.locator("#composer-input")).to_have_value(question)
+    expect(page.locator("li.msg--user")).to_have_count(0)
+    assert Attachment.objects.get().conversation_id is None
+
+    # Without the image the message goes out.
+    image.get_by_role("button", name="Remove chart.png").click()
+    wait_until(lambda: not Attachment.objects.exists())
+    page.locator("#composer-input").press("Enter")
+    expect(page.locator("li.msg--assistant").last.locator(".msg__body")).to_have_text(
+        "A blue square."
     )
     b.watch.assert_clean()
