@@ -243,8 +243,8 @@ def test_a_file_too_long_for_the_model_offers_one_that_takes_it(
     b.watch.assert_clean()
 
 
-def test_attachments_in_chinese(open_page, spark, user):
-    b = open_page(user=user, locale="zh-CN")
+def test_attachments_in_chinese(open_page, spark, user, screenshot_dir):
+    b = open_page(user=user, locale="zh-CN", color_scheme="dark")
     b.watch.allow_http_errors = True  # the refused file's 400
     page = b.page
     page.goto(b.url("/"))
@@ -261,6 +261,7 @@ def test_attachments_in_chinese(open_page, spark, user):
     expect(page.locator("li.msg--assistant").last.locator(".msg__body")).to_have_text("周四。")
     sent = page.locator("li.msg--user").get_by_role("list", name="已添加的文件")
     expect(sent).to_have_text("笔记.txt")
+    page.screenshot(path=str(screenshot_dir / "attachments-zh-dark.png"))
     # The refused file stays in the composer, to be removed.
     expect(page.locator("#composer").get_by_role("list", name="已添加的文件")).to_have_text(
         re.compile("照片.pdf")
