@@ -253,7 +253,7 @@ def test_attachments_in_chinese(open_page, spark, user, screenshot_dir):
     drop(page, "笔记.txt", "会议改到周四上午十点。".encode(), "text/plain")
     notes = chip(page, "笔记.txt")
     expect(notes).to_have_attribute("data-state", "ready")
-    expect(notes.locator(".att-chip__status")).to_contain_text("个 token")
+    expect(notes.locator(".att-chip__status")).to_contain_text("个词元")
     expect(notes.get_by_role("button", name="移除 笔记.txt")).to_be_visible()
     drop(page, "照片.pdf", PNG, "application/pdf")
     expect(chip(page, "照片.pdf").locator(".att-chip__status")).to_contain_text("未能添加：")

@@ -132,7 +132,7 @@ def test_the_dashboard_in_chinese(open_page, staff, usage, screenshot_dir):
     page = b.page
     page.goto(b.url(URL))
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
-    expect(page.get_by_role("heading", name="每日 token 与费用")).to_be_visible()
+    expect(page.get_by_role("heading", name="每日词元与费用")).to_be_visible()
     expect(page.get_by_role("button", name="应用")).to_be_visible()
     expect(page.locator("body")).to_have_attribute("data-charts-ready", "true")
     page.screenshot(path=str(screenshot_dir / "usage-dashboard-zh.png"), full_page=True)

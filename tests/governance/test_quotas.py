@@ -418,5 +418,5 @@ def test_the_refusal_speaks_the_users_language(api, user, spark):
     )
 
     data = assert_json_error(response, 429, "quota_exceeded")
-    assert data["detail"].startswith("已达到每周 token 上限")
+    assert data["detail"].startswith("已达到每周词元上限")
     assert data["kind"] == "tokens"
