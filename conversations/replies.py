@@ -737,17 +737,14 @@ def _save_turn(
         # The quota hold (docs/governance.md): raises QuotaExceeded, rolling the turn back.
         held = holder(selectors.estimate_tokens(content) if content else 0) if holder else None
         last_seq = state.last_seq
-        # The active branch's last message (conversations/branches.py).
-        leaf = (
-            Message.objects.filter(conversation=conversation, replaced=False)
-            .order_by("-seq")
-            .only("id", "role", "parent_id")
-            .first()
-        )
-        leaf_id = leaf.pk if leaf is not None else None
+        leaf_id = state.leaf_id  # the active branch's last message (conversations/branches.py)
         user_message = None
         if regenerate:
-            replacing = target or leaf
+            replacing = target or (
+                Message.objects.only("id", "role", "parent_id").get(pk=leaf_id)
+                if leaf_id is not None
+                else None
+            )
             if replacing is None:
                 raise AppError("There is no reply to regenerate.", code="nothing_to_regenerate")
             # A new sibling of the reply; after a question left without a reply, its first reply.

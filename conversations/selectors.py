@@ -266,6 +266,7 @@ def feedback_reason_list(*, language: str | None) -> list[dict[str, str]]:
 @dataclass(frozen=True, slots=True)
 class TurnState:
     last_seq: int  # the conversation's last seq, 0 when empty
+    leaf_id: UUID | None  # the active branch's last message (conversations/branches.py)
     streaming: int  # its replies still being written
     user_active: bool  # whether the owner may still use the site
     recent_replies: int  # replies the owner started since ``since``, counted up to ``limit``
@@ -293,6 +294,8 @@ def turn_state(*, conversation: Conversation, since: datetime, limit: int) -> Tu
     sql = (
         "SELECT"  # noqa: S608  # nosec B608 - values are parameters
         f" (SELECT MAX(seq) FROM {messages} WHERE conversation_id = %s),"
+        f" (SELECT id FROM {messages} WHERE conversation_id = %s AND replaced = %s"
+        "   ORDER BY seq DESC LIMIT 1),"
         f" (SELECT COUNT(*) FROM {messages} WHERE conversation_id = %s"
         f"   AND status = {streaming_literal} AND replaced = %s),"
         f" (SELECT is_active FROM {users} WHERE id = %s),"
@@ -306,6 +309,8 @@ def turn_state(*, conversation: Conversation, since: datetime, limit: int) -> Tu
         conversation_id,
         conversation_id,
         False,
+        conversation_id,
+        False,
         conversation.user_id,
         conversation.user_id,
         since_value,
@@ -315,9 +320,10 @@ def turn_state(*, conversation: Conversation, since: datetime, limit: int) -> Tu
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        last_seq, streaming, active, recent = cursor.fetchone()
+        last_seq, leaf, streaming, active, recent = cursor.fetchone()
     return TurnState(
         last_seq=last_seq or 0,
+        leaf_id=None if leaf is None else _message_id(leaf),
         streaming=streaming or 0,
         user_active=bool(active),
         recent_replies=recent or 0,
