@@ -77,6 +77,10 @@ class ChatsiteServer:
             "STATIC_MANIFEST": "false",
             "WHITENOISE_USE_FINDERS": "true",
             "LLM_READ_TIMEOUT": "30",
+            # No generated titles unless a test asks (their upstream call and `title` frame would
+            # be in every first reply's counts), and files in the server's own folder.
+            "TITLE_MODEL": "",
+            "ATTACHMENTS_ROOT": str(self.workdir / "attachments"),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
