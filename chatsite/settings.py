@@ -379,6 +379,8 @@ DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="lite")
 # "Titles"); empty: titles stay the first message's words. Off under tests unless a test sets it,
 # so that other tests' upstream request counts stay theirs.
 TITLE_MODEL = env.str("TITLE_MODEL", default="" if TESTING else "lite")
+# How long a finished first reply waits for its title (asked beside the reply) before `done`.
+TITLE_WAIT_SECONDS = env.float("TITLE_WAIT_SECONDS", default=3.0)
 
 
 def _model_env_name(model: str) -> str:

@@ -357,6 +357,7 @@ class Reply:
                     self._save(outcome)  # releases this thread's connection itself
 
         metrics.stream_opened()
+        title_job = self._start_title()  # beside the reply, so it is ready by the end
         threading.Thread(target=produce, name="reply-producer", daemon=True).start()
         try:
             while True:
@@ -369,12 +370,13 @@ class Reply:
                     return
                 if isinstance(event, _Outcome):
                     message = self._save(event)
+                    title = self._finish_title(title_job, message)
+                    if title is not None:
+                        # Before ``done``: exactly one of done or error ends every stream.
+                        yield ReplyEvent("title", {"title": title})
                     with translation.override(self.language):
                         final = self._final_event(message)
                     yield final
-                    title = self._title(message)
-                    if title is not None:
-                        yield ReplyEvent("title", {"title": title})
                     return
                 assert isinstance(event, ReplyEvent)  # noqa: S101 - only three kinds are queued
                 yield event
@@ -390,15 +392,26 @@ class Reply:
                 # Either way the reply is saved now; a finished model keeps its ``complete``.
                 self._save(pending or _CLIENT_LEFT)
 
-    def _title(self, message: Message) -> str | None:
-        """After the first reply, its conversation's generated title (conversations/titles.py),
-        sent after ``done`` so the page is free while it is written; None when there is none."""
+    def _start_title(self) -> titles.TitleJob | None:
+        """The conversation's first reply also asks for its title (conversations/titles.py)."""
         try:
-            if not titles.wanted(self.conversation, message):
+            if not titles.wanted(self.conversation, self.user_message):
                 return None
-            question = self.user_message.content if self.user_message else ""
-            return titles.generate(self.conversation, question, message.content)
-        except Exception:  # a title is a nicety: never let it fail a finished reply
+            assert self.user_message is not None  # noqa: S101 - wanted() checked it
+            return titles.TitleJob.start(self.conversation, self.user_message.content)
+        except Exception:  # a title is a nicety: never let it fail a reply
+            logger.exception("title generation failed")
+            return None
+        finally:
+            release_connection()
+
+    def _finish_title(self, job: titles.TitleJob | None, message: Message) -> str | None:
+        """The title, if the reply finished and the title is ready within TITLE_WAIT_SECONDS."""
+        if job is None or message.status != Message.Status.COMPLETE:
+            return None
+        try:
+            return job.finish(settings.TITLE_WAIT_SECONDS)
+        except Exception:
             logger.exception("title generation failed")
             return None
         finally:

@@ -19,9 +19,9 @@ SSE_EVENT = {
     "description": (
         "One server-sent event: `start` {user_message, assistant_message, notice?}, "
         "`reasoning` {content} (before the answer), `delta` {content}, `references` "
-        "{references}, then `done` {message} or `error` {code, detail, message}; after the "
-        "first reply's `done`, `title` {title} when a title was generated. `data` is compact "
-        "JSON."
+        "{references}, `title` {title} (a new conversation's generated title, just before "
+        "`done`), then `done` {message} or `error` {code, detail, message}, which end every "
+        "stream. `data` is compact JSON."
     ),
     "properties": {
         "event": {

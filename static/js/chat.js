@@ -273,8 +273,8 @@ async function run(session, job) {
 
   let started = false;
   let finished = false;
-  // The composer and the queue are free again at "done" or "error": a "title" frame may still
-  // come after them, while the server names the conversation.
+  // The composer and the queue are free again at "done" or "error", which end every stream
+  // (a new conversation's "title" frame comes just before "done").
   let released = false;
   const release = () => {
     if (released) return;
@@ -364,7 +364,7 @@ async function keepWhatWasShown(assistant) {
   }
 }
 
-// The "title" frame after a new conversation's first reply: the header and the sidebar follow.
+// The "title" frame of a new conversation's first reply: the header and the sidebar follow.
 function showGeneratedTitle(id, title) {
   if (!title) return;
   generatedTitles.set(id, title);

@@ -1,10 +1,12 @@
 """Generated titles (docs/architecture.md, "Titles") through the API, the reply engine and the
-loopback Spark: the title model's request, the ``title`` frame after ``done``, the rules about
-titles the user set, failures, and the site paying for the tokens."""
+loopback Spark: the title model's request, asked beside the reply, the ``title`` frame before
+``done`` (which ends every stream), the rules about titles the user set, failures, and the site
+paying for the tokens."""
 
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -38,26 +40,29 @@ def new_conversation(api) -> Conversation:
     return Conversation.objects.get(pk=response.json()["id"])
 
 
-def test_the_first_reply_is_followed_by_a_generated_title(api, titling):
+def test_the_first_reply_comes_with_a_generated_title_before_done(api, titling):
     conversation = new_conversation(api)
 
     frames = stream(api, conversation, "How do tides work? [[reply:The moon pulls the sea]]")
 
     kinds = [kind for kind, _ in frames]
-    assert kinds[-2:] == ["done", "title"]
-    title = frames[-1][1]["title"]
+    assert kinds[-2:] == ["title", "done"]
+    assert kinds.count("done") == 1
+    title = frames[-2][1]["title"]
     assert title == "The moon pulls the sea"
     conversation.refresh_from_db()
     assert (conversation.title, conversation.title_source) == (title, "generated")
     assert api.get(f"/api/conversations/{conversation.pk}/").json()["title"] == title
-    # The title model was asked once, with the question and the answer, after the reply.
-    reply_request, title_request = titling.requests[-2:]
+    # The title model was asked once, beside the reply, with the user's message.
+    assert len(titling.requests) == 2
+    title_request = next(
+        r for r in titling.requests if r["json"]["messages"][0]["role"] == "system"
+    )
+    reply_request = next(r for r in titling.requests if r is not title_request)
     assert reply_request["json"]["messages"][-1]["content"].startswith("How do tides work?")
     messages = title_request["json"]["messages"]
-    assert messages[0]["role"] == "system"
     assert "At most 20 characters" in messages[0]["content"]
-    assert "User: How do tides work?" in messages[-1]["content"]
-    assert "Assistant: The moon pulls the sea" in messages[-1]["content"]
+    assert messages[-1]["content"] == "How do tides work? [[reply:The moon pulls the sea]]"
     assert title_request["json"]["max_tokens"] == 48
 
 
@@ -86,7 +91,7 @@ def test_a_chinese_title_is_at_most_20_characters(api, titling):
         "介绍一下长城 [[reply:长城是中国古代规模最大的军事防御工程之一，绵延万里]]",
     )
 
-    title = frames[-1][1]["title"]
+    title = frames[-2][1]["title"]
     assert title == "长城是中国古代规模最大的军事防御工程之一"
     assert len(title) <= 20
 
@@ -112,7 +117,7 @@ def test_a_rename_while_the_title_is_written_wins(user, titling):
     # The user renames it just before the title model answers.
     Conversation.objects.filter(pk=conversation.pk).update(title="Mine", title_source="user")
 
-    assert titles.generate(conversation, "q [[reply:Generated]]", "a") is None
+    assert titles.generate(conversation, "q [[reply:Generated]]") is None
 
     conversation.refresh_from_db()
     assert conversation.title == "Mine"
@@ -155,7 +160,32 @@ def test_a_failed_reply_gets_no_title(api, titling):
     frames = stream(api, conversation, "hi [[reply:x]] [[inband:10013]]")
 
     assert [kind for kind, _ in frames][-1] == "error"
-    assert len(titling.requests) == 1
+    assert "title" not in [kind for kind, _ in frames]
+    conversation.refresh_from_db()
+    assert conversation.title_source == "message"
+
+
+def test_a_title_not_ready_in_time_is_dropped_and_done_is_not_held(
+    api, titling, settings, monkeypatch
+):
+    settings.TITLE_WAIT_SECONDS = 0.2
+    ask = titles.TitleJob._call
+
+    def slow(job, question):  # the title model answers 2 s after the reply
+        time.sleep(2)
+        ask(job, question)
+
+    monkeypatch.setattr(titles.TitleJob, "_call", slow)
+    conversation = new_conversation(api)
+
+    started = time.monotonic()
+    frames = stream(api, conversation, "hi [[reply:Slow title]]")
+
+    assert time.monotonic() - started < 1.5
+    assert [kind for kind, _ in frames][-1] == "done"
+    assert "title" not in [kind for kind, _ in frames]
+    conversation.refresh_from_db()
+    assert conversation.title_source == "message"
 
 
 def test_without_a_title_model_nothing_is_asked(api, spark, settings):
