@@ -43,7 +43,7 @@ test-fast: $(VENV)/.requirements-dev
 lint: $(VENV)/.requirements-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	CHATSITE_TESTING=1 $(BIN)/mypy accounts audit chatsite conversations governance review
+	CHATSITE_TESTING=1 $(BIN)/mypy accounts attachments audit chatsite conversations governance review
 	$(BIN)/lint-imports
 
 bench-quick: $(VENV)/.requirements-dev

@@ -18,6 +18,7 @@ SHIPPED = [
     "audit",
     "accounts",
     "governance",
+    "attachments",
     "conversations",
     "review",
     "gunicorn.conf.py",
