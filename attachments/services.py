@@ -40,13 +40,6 @@ def _refused(exc: sniff.FileRejected) -> FileRefused:
     return FileRefused(exc.detail, code=exc.code, status_code=exc.status)
 
 
-def _sha256(upload: UploadedFile) -> str:
-    digest = hashlib.sha256()
-    for chunk in upload.chunks():
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def upload(*, owner: Any, upload: UploadedFile) -> Attachment:
     """Check, store and extract one upload; raises ``FileRefused`` (nothing kept) when refused."""
     try:
@@ -83,8 +76,10 @@ def upload(*, owner: Any, upload: UploadedFile) -> Attachment:
         # With its extension: some readers go by it (openpyxl refuses a workbook without one).
         local = os.path.join(work, f"original.{kind.extension}")
         with open(local, "wb") as out:
+            digest = hashlib.sha256()  # in the same pass as the copy: the upload is read once
             for chunk in upload.chunks():
                 out.write(chunk)
+                digest.update(chunk)
         try:
             sniff.check_container(local, kind, conf.limits())
         except sniff.FileRejected as exc:
@@ -116,7 +111,7 @@ def upload(*, owner: Any, upload: UploadedFile) -> Attachment:
             kind=kind.name,
             content_type=kind.content_type,
             size=size,
-            sha256=_sha256(upload),
+            sha256=digest.hexdigest(),
             text=result.get("text", ""),
             page_starts=_page_starts(result.get("pages") or []),
             warnings=list(result.get("warnings") or []),
